@@ -1,0 +1,1 @@
+"""WeCom edge: callback crypto and parsing, the API client, the emulator."""

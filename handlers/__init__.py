@@ -1,0 +1,1 @@
+"""Capabilities: each module declares a Router and returns actions."""
