@@ -169,7 +169,9 @@ class Settings(_Section):
         return _validate(data)
 
 
-def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
     """Read `path` (default `SIYU_CONFIG` or ./config.yaml), the secrets file and the environment."""
     environ = os.environ if environ is None else environ
     path = Path(path or environ.get("SIYU_CONFIG") or "config.yaml")

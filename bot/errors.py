@@ -1,17 +1,17 @@
 """Every error Siyu raises, one tree; a class's docstring is its default message.
 
-    SiyuError
-    ├── ConfigError                 settings invalid (dotted paths in the message)
-    ├── ContentError                ops YAML invalid: file, line, reason
-    ├── SchemaBehind                database schema older than the code
-    ├── CallbackError               an inbound callback was refused
-    │   ├── BadSignature            -> HTTP 403
-    │   ├── MalformedCallback       -> HTTP 400
-    │   └── BodyTooLarge            -> HTTP 413
-    └── WeComError(errcode, errmsg) a WeCom API call failed
-        ├── TokenExpired            40014 / 42001 (refresh the token and replay once)
-        ├── Transient               -1, 45009, 45033, 6000, HTTP 5xx, timeouts: retry with backoff
-        └── Permanent               anything else: record it, do not retry
+SiyuError
+├── ConfigError                 settings invalid (dotted paths in the message)
+├── ContentError                ops YAML invalid: file, line, reason
+├── SchemaBehind                database schema older than the code
+├── CallbackError               an inbound callback was refused
+│   ├── BadSignature            -> HTTP 403
+│   ├── MalformedCallback       -> HTTP 400
+│   └── BodyTooLarge            -> HTTP 413
+└── WeComError(errcode, errmsg) a WeCom API call failed
+    ├── TokenExpired            40014 / 42001 (refresh the token and replay once)
+    ├── Transient               -1, 45009, 45033, 6000, HTTP 5xx, timeouts: retry with backoff
+    └── Permanent               anything else: record it, do not retry
 """
 
 from __future__ import annotations
