@@ -4,13 +4,14 @@ SiyuError
 ├── ConfigError                 settings invalid (dotted paths in the message)
 ├── ContentError                ops YAML invalid: file, line, reason
 ├── SchemaBehind                database schema older than the code
+├── LockTimeout                 a KV lock was not acquired in time (also a TimeoutError: retryable)
 ├── CallbackError               an inbound callback was refused
 │   ├── BadSignature            -> HTTP 403
 │   ├── MalformedCallback       -> HTTP 400
 │   └── BodyTooLarge            -> HTTP 413
 └── WeComError(errcode, errmsg) a WeCom API call failed
     ├── TokenExpired            40014 / 42001 (refresh the token and replay once)
-    ├── Transient               -1, 45009, 45033, 6000, HTTP 5xx, timeouts: retry with backoff
+    ├── Transient               -1, 45009, 45033, 6000, 41096, HTTP 5xx, timeouts: retry with backoff
     └── Permanent               anything else: record it, do not retry
 """
 
@@ -39,6 +40,10 @@ class ContentError(SiyuError):
 
 class SchemaBehind(SiyuError):
     """The database schema is older than this code; run `siyu db upgrade`."""
+
+
+class LockTimeout(SiyuError, TimeoutError):
+    """The lock was not acquired in time."""
 
 
 class CallbackError(SiyuError):
