@@ -261,7 +261,26 @@ def _unwrap_secrets(data: Any) -> None:
 
 def masked_dump(settings: Settings) -> dict[str, Any]:
     """Settings as plain data with every secret masked (for `siyu config show`)."""
-    return settings.model_dump(mode="json")
+    data = settings.model_dump(mode="json")
+    for section in ("database", "redis"):
+        if data[section].get("url"):
+            data[section]["url"] = mask_url(data[section]["url"])
+    return data
+
+
+def mask_url(url: str) -> str:
+    """`url` with its password replaced by ***."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # not a URL SQLAlchemy knows (e.g. redis://): mask by hand
+        head, sep, tail = url.partition("@")
+        if not sep or ":" not in head.split("//", 1)[-1]:
+            return url
+        scheme, _, creds = head.partition("//")
+        return f"{scheme}//{creds.split(':', 1)[0]}:***@{tail}"
+    return parsed.render_as_string(hide_password=True)
 
 
 def secret_values(settings: Settings) -> list[str]:

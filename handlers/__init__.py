@@ -1,1 +1,5 @@
-"""Capabilities: each module declares a Router and returns actions."""
+"""Capabilities: each module declares a Router and returns actions; ROUTERS is the dispatch order."""
+
+from handlers import timeline
+
+ROUTERS = (timeline.router,)

@@ -1,0 +1,254 @@
+"""Actions handlers return; `bot/effects.py` performs them (state in SQL, or a WeCom call via the outbox).
+
+Two families:
+- state actions change Siyu's own tables in the same transaction that marks the event handled;
+- WeCom actions become outbox rows with an idempotency key and are sent (and retried) by the outbox.
+Every action is a frozen dataclass; payloads are JSON-friendly so an outbox row can be rebuilt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+# --- state actions --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Action:
+    """Something a handler decided."""
+
+    is_wecom_call: ClassVar[bool] = False
+
+
+@dataclass(frozen=True)
+class UpsertCustomer(Action):
+    """Create the customer if new; fill in known fields."""
+
+    external_userid: str
+    first_state: str = ""
+    seen_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class UpdateCustomerProfile(Action):
+    """Store what externalcontact/get says about the customer."""
+
+    external_userid: str
+    name: str = ""
+    avatar: str = ""
+    gender: int = 0
+    unionid: str = ""
+    customer_type: int = 0
+
+
+@dataclass(frozen=True)
+class UpsertFollow(Action):
+    """Create or re-activate a follow relation (customer x guide)."""
+
+    external_userid: str
+    userid: str
+    state: str = ""
+    added_at: float = 0.0
+    status: str = "active"
+    remark: str = ""
+    add_way: int = 0
+
+
+@dataclass(frozen=True)
+class EndFollow(Action):
+    """End a follow relation: deleted by the customer, by the guide, or moved by a transfer."""
+
+    external_userid: str
+    userid: str
+    reason: str
+    ended_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class RecordTimeline(Action):
+    """Append one entry to a customer's timeline (idempotent by `source_key`)."""
+
+    external_userid: str
+    kind: str
+    summary: str
+    occurred_at: float
+    source_key: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Schedule(Action):
+    """Create a durable timer (idempotent by `key`)."""
+
+    key: str
+    kind: str
+    due_at: float
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CancelTimer(Action):
+    """Cancel a pending timer."""
+
+    key: str
+
+
+# --- WeCom actions (through the outbox) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WeComAction(Action):
+    """An action that calls WeCom; `idem_key` makes it happen at most once."""
+
+    is_wecom_call: ClassVar[bool] = True
+    kind: ClassVar[str] = ""
+
+    @property
+    def idem_key(self) -> str:
+        """Deterministic idempotency key of this effect."""
+        raise NotImplementedError
+
+    @property
+    def partition(self) -> str:
+        """Customer whose sends stay in order."""
+        return ""
+
+    def deadline(self, now: float) -> float | None:
+        """Epoch seconds after which sending is pointless (None: no deadline)."""
+        return None
+
+    def payload(self) -> dict[str, Any]:
+        """JSON-friendly fields, to rebuild the action from an outbox row."""
+        return {k: v for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class SendWelcome(WeComAction):
+    """externalcontact/send_welcome_msg with the WelcomeCode of an add event (20 s, single use)."""
+
+    kind: ClassVar[str] = "send_welcome"
+    welcome_code: str
+    external_userid: str
+    text: str = ""
+    attachments: tuple[dict[str, Any], ...] = ()
+    event_time: float = 0.0
+    window_seconds: float = 20.0
+
+    @property
+    def idem_key(self) -> str:
+        return f"welcome:{self.welcome_code}"
+
+    @property
+    def partition(self) -> str:
+        return f"cust:{self.external_userid}"
+
+    def deadline(self, now: float) -> float | None:
+        return (self.event_time or now) + self.window_seconds
+
+
+@dataclass(frozen=True)
+class SendKfText(WeComAction):
+    """kf/send_msg of a text (within the session window: 48 h, 5 messages)."""
+
+    kind: ClassVar[str] = "kf_send_text"
+    open_kfid: str
+    external_userid: str
+    content: str
+    reply_to: str
+
+    @property
+    def idem_key(self) -> str:
+        return f"kf:reply:{self.open_kfid}:{self.reply_to}"
+
+    @property
+    def partition(self) -> str:
+        return f"cust:{self.external_userid}"
+
+
+@dataclass(frozen=True)
+class NotifyStaff(WeComAction):
+    """message/send: an app message to guides."""
+
+    kind: ClassVar[str] = "notify_staff"
+    touser: tuple[str, ...]
+    content: str
+    key: str
+
+    @property
+    def idem_key(self) -> str:
+        return f"notify:{self.key}"
+
+
+@dataclass(frozen=True)
+class RefreshCustomer(WeComAction):
+    """externalcontact/get: fetch the customer's name, avatar and follow details into the profile."""
+
+    kind: ClassVar[str] = "refresh_customer"
+    external_userid: str
+    reason_key: str
+
+    @property
+    def idem_key(self) -> str:
+        return f"refresh:{self.external_userid}:{self.reason_key}"
+
+    @property
+    def partition(self) -> str:
+        return f"cust:{self.external_userid}"
+
+
+@dataclass(frozen=True)
+class SyncKf(WeComAction):
+    """kf/sync_msg: pull what a kf_msg_or_event announced, into the inbox, from the stored cursor."""
+
+    kind: ClassVar[str] = "kf_sync"
+    open_kfid: str
+    token: str
+
+    @property
+    def idem_key(self) -> str:
+        return f"kfsync:{self.open_kfid}:{self.token}"
+
+    @property
+    def partition(self) -> str:
+        return f"kf:{self.open_kfid}"
+
+    def deadline(self, now: float) -> float | None:
+        # The Token is valid 10 minutes; after that a pull without it is strictly rate-limited
+        # but still possible, so the deadline is generous and the sync itself drops the token.
+        return None
+
+
+@dataclass(frozen=True)
+class MarkTags(WeComAction):
+    """externalcontact/mark_tag for one customer of one guide."""
+
+    kind: ClassVar[str] = "mark_tags"
+    userid: str
+    external_userid: str
+    add_tag: tuple[str, ...] = ()
+    remove_tag: tuple[str, ...] = ()
+    key: str = ""
+
+    @property
+    def idem_key(self) -> str:
+        return f"tags:{self.external_userid}:{self.userid}:{self.key}"
+
+    @property
+    def partition(self) -> str:
+        return f"cust:{self.external_userid}"
+
+
+WECOM_ACTIONS: dict[str, type[WeComAction]] = {
+    cls.kind: cls for cls in (SendWelcome, SendKfText, NotifyStaff, RefreshCustomer, SyncKf, MarkTags)
+}
+
+
+def rebuild(kind: str, payload: dict[str, Any]) -> WeComAction:
+    """The WeCom action stored in an outbox row."""
+    cls = WECOM_ACTIONS[kind]
+    fields = dict(payload)
+    for name, value in fields.items():
+        if isinstance(value, list):
+            fields[name] = tuple(value)
+    return cls(**fields)

@@ -1,0 +1,198 @@
+"""Performs state actions inside the caller's transaction and turns WeCom actions into outbox rows.
+
+Every write here is idempotent (insert-if-absent on a unique key, or an update to a fixed
+state), so replaying an event after a crash or a `siyu inbox replay` changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import actions as act
+from bot.clock import Clock
+from bot.store.models import Customer, Follow, OutboxRow, TimelineEntry, TimerRow
+from bot.store.sql import insert_ignore
+
+
+class Effects:
+    """Applies actions; wakes the outbox and the scheduler after a commit that gave them work."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self.outbox_wakeup = asyncio.Event()
+        self.timer_wakeup = asyncio.Event()
+
+    async def apply(self, session: AsyncSession, actions: Sequence[act.Action], *, source: str) -> None:
+        """Apply every action in `session` (the caller commits)."""
+        for action in actions:
+            match action:
+                case act.WeComAction():
+                    await self.enqueue(session, action, source=source)
+                case act.UpsertCustomer():
+                    await self.upsert_customer(session, action)
+                case act.UpdateCustomerProfile():
+                    await self._update_profile(session, action)
+                case act.UpsertFollow():
+                    await self._upsert_follow(session, action)
+                case act.EndFollow():
+                    await self._end_follow(session, action)
+                case act.RecordTimeline():
+                    await self.record(session, action)
+                case act.Schedule():
+                    await self._schedule(session, action)
+                case act.CancelTimer():
+                    await session.execute(
+                        update(TimerRow)
+                        .where(TimerRow.key == action.key, TimerRow.status == "pending")
+                        .values(status="cancelled")
+                    )
+                case _:
+                    raise TypeError(f"no effect for {type(action).__name__}")
+
+    def after_commit(self, actions: Iterable[act.Action]) -> None:
+        """Wake the workers that got new work."""
+        for action in actions:
+            if isinstance(action, act.WeComAction):
+                self.outbox_wakeup.set()
+            elif isinstance(action, act.Schedule):
+                self.timer_wakeup.set()
+
+    async def enqueue(self, session: AsyncSession, action: act.WeComAction, *, source: str) -> None:
+        """Insert the outbox row for `action` unless its idempotency key exists."""
+        now = self._clock.timestamp()
+        await session.execute(
+            insert_ignore(session, OutboxRow).values(
+                idem_key=action.idem_key,
+                kind=action.kind,
+                payload=action.payload(),
+                status="pending",
+                attempts=0,
+                source=source[:255],
+                partition_key=action.partition,
+                created_at=now,
+                available_at=now,
+                deadline_at=action.deadline(now),
+            )
+        )
+
+    async def upsert_customer(self, session: AsyncSession, action: act.UpsertCustomer) -> None:
+        """Create the customer row if absent; remember the first channel."""
+        at = action.seen_at or self._clock.timestamp()
+        await session.execute(
+            insert_ignore(session, Customer).values(
+                external_userid=action.external_userid,
+                first_state=action.first_state,
+                status="active",
+                first_seen_at=at,
+                updated_at=at,
+            )
+        )
+        if action.first_state:
+            await session.execute(
+                update(Customer)
+                .where(Customer.external_userid == action.external_userid, Customer.first_state == "")
+                .values(first_state=action.first_state)
+            )
+
+    async def _update_profile(self, session: AsyncSession, action: act.UpdateCustomerProfile) -> None:
+        await self.upsert_customer(session, act.UpsertCustomer(action.external_userid))
+        await session.execute(
+            update(Customer)
+            .where(Customer.external_userid == action.external_userid)
+            .values(
+                name=action.name,
+                avatar=action.avatar,
+                gender=action.gender,
+                unionid=action.unionid,
+                customer_type=action.customer_type,
+                updated_at=self._clock.timestamp(),
+            )
+        )
+
+    async def _upsert_follow(self, session: AsyncSession, action: act.UpsertFollow) -> None:
+        at = action.added_at or self._clock.timestamp()
+        # Insert-if-absent then update: safe when the inbox and the outbox touch one pair at once.
+        await session.execute(
+            insert_ignore(session, Follow).values(
+                external_userid=action.external_userid,
+                userid=action.userid,
+                status=action.status,
+                state=action.state,
+                remark=action.remark,
+                add_way=action.add_way,
+                added_at=at,
+                updated_at=at,
+            )
+        )
+        follow = await session.scalar(
+            select(Follow).where(
+                Follow.external_userid == action.external_userid, Follow.userid == action.userid
+            )
+        )
+        assert follow is not None
+        if follow.ended_at is not None:
+            # Re-added after a deletion: the relation is live again; history stays on the timeline.
+            follow.ended_at, follow.ended_reason, follow.added_at = None, "", at
+        follow.status = action.status
+        follow.state = action.state or follow.state
+        follow.remark = action.remark or follow.remark
+        follow.add_way = action.add_way or follow.add_way
+        follow.updated_at = at
+        await session.execute(
+            update(Customer).where(Customer.external_userid == action.external_userid).values(status="active")
+        )
+
+    async def _end_follow(self, session: AsyncSession, action: act.EndFollow) -> None:
+        at = action.ended_at or self._clock.timestamp()
+        await session.execute(
+            update(Follow)
+            .where(
+                Follow.external_userid == action.external_userid,
+                Follow.userid == action.userid,
+                Follow.ended_at.is_(None),
+            )
+            .values(status=action.reason, ended_at=at, ended_reason=action.reason, updated_at=at)
+        )
+        live = await session.scalar(
+            select(Follow.id).where(
+                Follow.external_userid == action.external_userid, Follow.ended_at.is_(None)
+            )
+        )
+        if live is None:
+            # No guide follows the customer any more: keep the profile, mark it so reports can tell.
+            await session.execute(
+                update(Customer)
+                .where(Customer.external_userid == action.external_userid)
+                .values(status="no_follow", updated_at=at)
+            )
+
+    async def record(self, session: AsyncSession, action: act.RecordTimeline) -> None:
+        """Append a timeline entry unless one with the same source key exists."""
+        await session.execute(
+            insert_ignore(session, TimelineEntry).values(
+                source_key=action.source_key[:255],
+                external_userid=action.external_userid,
+                kind=action.kind,
+                summary=action.summary[:512],
+                data=action.data,
+                occurred_at=action.occurred_at,
+                recorded_at=self._clock.timestamp(),
+            )
+        )
+
+    async def _schedule(self, session: AsyncSession, action: act.Schedule) -> None:
+        await session.execute(
+            insert_ignore(session, TimerRow).values(
+                key=action.key,
+                kind=action.kind,
+                payload=action.payload,
+                status="pending",
+                attempts=0,
+                due_at=action.due_at,
+                created_at=self._clock.timestamp(),
+            )
+        )

@@ -1,0 +1,243 @@
+"""Durable inbox: a callback is a row (unique dedup key) before WeCom gets its 200.
+
+`put` inserts if absent and wakes the worker; a WeCom retry hits the unique key and is only
+acknowledged. `InboxWorker.run_once` claims the oldest waiting row of each customer (so one
+customer's events are handled in order), runs the routers that have not yet succeeded on it,
+applies their actions in the same transaction that records which routers are done, and retries
+failing routers with backoff until `max_attempts`, after which the row is dead-lettered
+(`siyu inbox failed`, `siyu inbox replay ID`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
+
+from bot import errors, metrics, retry
+from bot.clock import Clock
+from bot.config import InboxSettings
+from bot.effects import Effects
+from bot.events import Event
+from bot.router import Dispatcher
+from bot.store.models import InboxRow
+from bot.store.sql import for_claim, insert_ignore
+from bot.wecom import callback
+
+_LOGGER = logging.getLogger(__name__)
+
+WAITING = ("pending", "processing")
+
+
+@dataclass(frozen=True)
+class Stored:
+    """An event as it goes into the inbox."""
+
+    app: str
+    plaintext: str
+    event: Event
+
+
+class Inbox:
+    """Insert-if-absent writes, claims, dead letters and replays of inbox rows."""
+
+    def __init__(self, sessions: async_sessionmaker, clock: Clock) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self.wakeup = asyncio.Event()
+
+    async def put(self, item: Stored) -> bool:
+        """Store one callback durably; False if it was a duplicate. Wakes the worker."""
+        async with self._sessions.begin() as session:
+            new = await self.put_in(session, [item])
+        if new:
+            self.wakeup.set()
+        return bool(new)
+
+    async def put_in(self, session: AsyncSession, items: Sequence[Stored]) -> int:
+        """Insert `items` inside the caller's transaction; returns how many were new."""
+        now = self._clock.timestamp()
+        new = 0
+        for item in items:
+            stmt = insert_ignore(session, InboxRow).values(
+                dedup_key=item.event.dedup_key,
+                app=item.app,
+                kind=item.event.kind,
+                route_key=str(item.event.route_key),
+                partition_key=item.event.partition,
+                plaintext=item.plaintext,
+                status="pending",
+                attempts=0,
+                done_routers=[],
+                received_at=now,
+                available_at=now,
+            )
+            result = await session.execute(stmt)
+            new += result.rowcount or 0
+        return new
+
+    async def claim(self, limit: int, lease: float) -> list[InboxRow]:
+        """Claim the oldest due row of each partition that has nothing earlier in flight."""
+        now = self._clock.timestamp()
+        earlier = aliased(InboxRow)
+        blocked = exists().where(
+            and_(
+                earlier.partition_key == InboxRow.partition_key,
+                earlier.id < InboxRow.id,
+                earlier.status.in_(WAITING),
+            )
+        )
+        claimable = or_(
+            and_(InboxRow.status == "pending", InboxRow.available_at <= now),
+            and_(InboxRow.status == "processing", InboxRow.locked_until < now),
+        )
+        async with self._sessions.begin() as session:
+            query = select(InboxRow).where(claimable, ~blocked).order_by(InboxRow.id).limit(limit)
+            rows = list((await session.scalars(for_claim(session, query))).all())
+            for row in rows:
+                row.status = "processing"
+                row.locked_until = now + lease
+        return rows
+
+    async def failed(self, limit: int = 100) -> list[InboxRow]:
+        """Dead-lettered rows, newest first."""
+        async with self._sessions() as session:
+            query = select(InboxRow).where(InboxRow.status == "failed").order_by(InboxRow.id.desc())
+            return list((await session.scalars(query.limit(limit))).all())
+
+    async def replay(self, row_id: int) -> bool:
+        """Put a dead-lettered (or done) row back in line; routers that succeeded stay done."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(InboxRow)
+                .where(InboxRow.id == row_id, InboxRow.status.in_(("failed", "done")))
+                .values(status="pending", attempts=0, available_at=self._clock.timestamp(), locked_until=None)
+            )
+        if result.rowcount:
+            self.wakeup.set()
+        return bool(result.rowcount)
+
+    async def stats(self) -> tuple[int, float]:
+        """(pending rows, age in seconds of the oldest pending row)."""
+        from sqlalchemy import func
+
+        async with self._sessions() as session:
+            count, oldest = (
+                await session.execute(
+                    select(func.count(), func.min(InboxRow.received_at)).where(InboxRow.status.in_(WAITING))
+                )
+            ).one()
+        return int(count), (self._clock.timestamp() - oldest) if oldest else 0.0
+
+
+class InboxWorker:
+    """Processes claimed inbox rows through the dispatcher."""
+
+    def __init__(
+        self,
+        inbox: Inbox,
+        sessions: async_sessionmaker,
+        dispatcher: Dispatcher,
+        effects: Effects,
+        deps: object,
+        clock: Clock,
+        settings: InboxSettings,
+    ) -> None:
+        self._inbox = inbox
+        self._sessions = sessions
+        self._dispatcher = dispatcher
+        self._effects = effects
+        self._deps = deps
+        self._clock = clock
+        self._settings = settings
+
+    async def run_once(self) -> int:
+        """Claim and process one batch; returns how many rows were processed."""
+        rows = await self._inbox.claim(self._settings.batch_size, self._settings.lease_seconds)
+        # Rows of one batch belong to different customers: process them concurrently.
+        await asyncio.gather(*(self.process(row) for row in rows))
+        return len(rows)
+
+    async def process(self, row: InboxRow) -> None:
+        """Run one row through the routers and record the outcome."""
+        try:
+            event = callback.parse(row.app, row.plaintext)
+        except errors.CallbackError as exc:
+            await self._finish(row, [], status="failed", error=f"unparsable: {exc}")
+            metrics.INBOX_PROCESSED.labels("failed").inc()
+            return
+        outcome = await self._dispatcher.dispatch(event, self._deps, skip=row.done_routers or ())
+        if outcome.unhandled:
+            _LOGGER.info(
+                "no handler for event", extra={"route_key": str(event.route_key), "inbox_id": row.id}
+            )
+        actions = [a for acts in outcome.actions.values() for a in acts]
+        done = [*(row.done_routers or []), *outcome.actions]
+        if not outcome.failed:
+            await self._finish(row, actions, status="done", done=done, source=event.dedup_key)
+            metrics.INBOX_PROCESSED.labels("unhandled" if outcome.unhandled else "done").inc()
+            return
+        attempts = row.attempts + 1
+        error = "; ".join(f"{name}: {why}" for name, why in outcome.failed.items())
+        if attempts >= self._settings.max_attempts:
+            _LOGGER.error(
+                "inbox row dead-lettered", extra={"inbox_id": row.id, "routers": list(outcome.failed)}
+            )
+            await self._finish(
+                row,
+                actions,
+                status="failed",
+                done=done,
+                attempts=attempts,
+                error=error,
+                source=event.dedup_key,
+            )
+            metrics.INBOX_PROCESSED.labels("failed").inc()
+            return
+        delay = retry.backoff_delay(
+            attempts, self._settings.backoff_base_seconds, self._settings.backoff_max_seconds
+        )
+        await self._finish(
+            row,
+            actions,
+            status="pending",
+            done=done,
+            attempts=attempts,
+            error=error,
+            available_at=self._clock.timestamp() + delay,
+            source=event.dedup_key,
+        )
+        metrics.INBOX_PROCESSED.labels("retried").inc()
+
+    async def _finish(
+        self,
+        row: InboxRow,
+        actions: list,
+        *,
+        status: str,
+        done: list[str] | None = None,
+        attempts: int | None = None,
+        error: str | None = None,
+        available_at: float | None = None,
+        source: str = "",
+    ) -> None:
+        now = self._clock.timestamp()
+        values: dict = {"status": status, "locked_until": None, "last_error": error}
+        if done is not None:
+            values["done_routers"] = done
+        if attempts is not None:
+            values["attempts"] = attempts
+        if available_at is not None:
+            values["available_at"] = available_at
+        if status in ("done", "failed"):
+            values["processed_at"] = now
+        async with self._sessions.begin() as session:
+            # Effects and the row's new state commit together: a crash replays the whole row.
+            await self._effects.apply(session, actions, source=source or row.dedup_key)
+            await session.execute(update(InboxRow).where(InboxRow.id == row.id).values(**values))
+        self._effects.after_commit(actions)

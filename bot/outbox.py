@@ -1,0 +1,236 @@
+"""Durable outbox: every WeCom call a handler decided is a row with a unique idempotency key.
+
+The row is written in the same transaction as the decision, so a crash between deciding and
+sending never forgets a send, and the unique key means a replayed decision never adds a second
+one. `OutboxSender.run_once` claims due rows (the earliest of each customer, so one customer's
+messages stay in order; SKIP LOCKED on PostgreSQL), sends them through the client, retries
+transient failures with backoff and jitter inside the action's deadline (a WelcomeCode lives
+20 s), and records permanent failures with their errcode (`siyu outbox failed`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.orm import aliased
+
+from bot import actions as act
+from bot import errors, metrics, retry
+from bot.clock import Clock
+from bot.config import OutboxSettings
+from bot.effects import Effects
+from bot.senders import SENDERS, SendContext
+from bot.store.models import OutboxRow
+from bot.store.sql import for_claim
+
+_LOGGER = logging.getLogger(__name__)
+
+IN_FLIGHT = ("pending", "sending")
+
+
+class OutboxSender:
+    """Claims and performs outbox rows."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker,
+        effects: Effects,
+        context: SendContext,
+        clock: Clock,
+        settings: OutboxSettings,
+    ) -> None:
+        self._sessions = sessions
+        self._effects = effects
+        self._ctx = context
+        self._clock = clock
+        self._settings = settings
+        self._slots = asyncio.Semaphore(settings.concurrency)
+
+    @property
+    def wakeup(self) -> asyncio.Event:
+        """Set when new rows were committed."""
+        return self._effects.outbox_wakeup
+
+    async def claim(self, limit: int) -> list[OutboxRow]:
+        """Claim due rows: the earliest of each customer, plus rows whose sender vanished."""
+        now = self._clock.timestamp()
+        earlier = aliased(OutboxRow)
+        blocked = exists().where(
+            and_(
+                OutboxRow.partition_key != "",
+                earlier.partition_key == OutboxRow.partition_key,
+                earlier.id < OutboxRow.id,
+                earlier.status.in_(IN_FLIGHT),
+            )
+        )
+        claimable = or_(
+            and_(OutboxRow.status == "pending", OutboxRow.available_at <= now),
+            and_(OutboxRow.status == "sending", OutboxRow.locked_until < now),
+        )
+        async with self._sessions.begin() as session:
+            query = select(OutboxRow).where(claimable, ~blocked).order_by(OutboxRow.id).limit(limit)
+            rows = list((await session.scalars(for_claim(session, query))).all())
+            for row in rows:
+                row.status = "sending"
+                row.locked_until = now + self._settings.lease_seconds
+        return rows
+
+    async def run_once(self) -> int:
+        """Claim and send one batch; returns how many rows were handled."""
+        rows = await self.claim(self._settings.batch_size)
+        await asyncio.gather(*(self._guarded(row) for row in rows))
+        return len(rows)
+
+    async def next_due(self) -> float | None:
+        """Epoch seconds of the next pending row (for the serve loop's wait)."""
+        from sqlalchemy import func
+
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(func.min(OutboxRow.available_at)).where(OutboxRow.status == "pending")
+            )
+
+    async def _guarded(self, row: OutboxRow) -> None:
+        async with self._slots:
+            await self.send(row)
+
+    async def send(self, row: OutboxRow) -> None:
+        """Send one claimed row and record the outcome."""
+        action = act.rebuild(row.kind, row.payload)
+        now = self._clock.timestamp()
+        attempt = row.attempts + 1
+        if row.deadline_at is not None and now >= row.deadline_at:
+            await self._fail(row, action, attempt, None, "deadline passed before the send (window closed)")
+            return
+        try:
+            sent = await SENDERS[row.kind](self._ctx, action)
+        except errors.Permanent as exc:
+            await self._fail(row, action, attempt, exc.errcode, exc.errmsg or str(exc))
+            return
+        except Exception as exc:  # transient WeCom errors, timeouts, lost connections, bugs
+            await self._retry_or_fail(row, action, attempt, exc)
+            return
+        async with self._sessions.begin() as session:
+            await self._effects.apply(session, sent.follow_up, source=f"outbox:{row.idem_key}")
+            await session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == row.id)
+                .values(
+                    status="sent",
+                    attempts=attempt,
+                    sent_at=self._clock.timestamp(),
+                    locked_until=None,
+                    result=sent.result,
+                    last_errcode=0,
+                )
+            )
+        self._effects.after_commit(sent.follow_up)
+        metrics.OUTBOX.labels(row.kind, "sent").inc()
+
+    async def _retry_or_fail(
+        self, row: OutboxRow, action: act.WeComAction, attempt: int, exc: Exception
+    ) -> None:
+        policy = self._settings.retry
+        errcode = getattr(exc, "errcode", None)
+        reason = str(exc) or type(exc).__name__
+        if not isinstance(exc, errors.WeComError) and not retry.is_retryable(exc):
+            _LOGGER.exception("sender crashed", extra={"outbox_id": row.id, "kind": row.kind})
+        run_at = retry.next_attempt_at(
+            exc if retry.is_retryable(exc) else errors.Transient(-1, reason),
+            attempt,
+            now=self._clock.timestamp(),
+            max_attempts=policy.max_attempts,
+            base=policy.base_seconds,
+            cap=policy.max_seconds,
+            deadline=row.deadline_at,
+        )
+        if run_at is None:
+            await self._fail(row, action, attempt, errcode, f"gave up after {attempt} attempts: {reason}")
+            return
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == row.id)
+                .values(
+                    status="pending",
+                    attempts=attempt,
+                    available_at=run_at,
+                    locked_until=None,
+                    last_errcode=errcode,
+                    last_error=reason[:1000],
+                )
+            )
+        self.wakeup.set()
+        metrics.OUTBOX.labels(row.kind, "retried").inc()
+        _LOGGER.info(
+            "send will be retried",
+            extra={"outbox_id": row.id, "kind": row.kind, "errcode": errcode, "attempt": attempt},
+        )
+
+    async def _fail(
+        self, row: OutboxRow, action: act.WeComAction, attempt: int, errcode: int | None, reason: str
+    ) -> None:
+        now = self._clock.timestamp()
+        follow_up: list[act.Action] = []
+        customer = getattr(action, "external_userid", "")
+        if customer:
+            follow_up.append(
+                act.RecordTimeline(
+                    customer,
+                    "send_failed",
+                    f"{_KIND_NAMES.get(row.kind, row.kind)}未能发送（errcode {errcode}）"
+                    if errcode is not None
+                    else f"{_KIND_NAMES.get(row.kind, row.kind)}未能发送",
+                    now,
+                    f"failed:{row.idem_key}",
+                    {"kind": row.kind, "errcode": errcode, "reason": reason[:300]},
+                )
+            )
+        async with self._sessions.begin() as session:
+            await self._effects.apply(session, follow_up, source=f"outbox:{row.idem_key}")
+            await session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == row.id)
+                .values(
+                    status="failed",
+                    attempts=attempt,
+                    locked_until=None,
+                    last_errcode=errcode,
+                    last_error=reason[:1000],
+                )
+            )
+        metrics.OUTBOX.labels(row.kind, "failed").inc()
+        _LOGGER.warning(
+            "send failed permanently", extra={"outbox_id": row.id, "kind": row.kind, "errcode": errcode}
+        )
+
+
+_KIND_NAMES = {
+    "send_welcome": "欢迎语",
+    "kf_send_text": "微信客服回复",
+    "refresh_customer": "客户资料同步",
+    "mark_tags": "客户标签",
+}
+
+
+async def failed_rows(sessions: async_sessionmaker, limit: int = 100) -> list[OutboxRow]:
+    """Sends that failed for good, newest first."""
+    async with sessions() as session:
+        query = (
+            select(OutboxRow).where(OutboxRow.status == "failed").order_by(OutboxRow.id.desc()).limit(limit)
+        )
+        return list((await session.scalars(query)).all())
+
+
+async def retry_row(sessions: async_sessionmaker, row_id: int, now: float) -> bool:
+    """Put a failed send back in line (a WelcomeCode past its window will fail again, on purpose)."""
+    async with sessions.begin() as session:
+        result = await session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.id == row_id, OutboxRow.status == "failed")
+            .values(status="pending", attempts=0, available_at=now, locked_until=None)
+        )
+    return bool(result.rowcount)

@@ -1,0 +1,250 @@
+"""The service's parts wired together: storage, KV, client, inbox, outbox, scheduler, workers.
+
+`Runtime.start` builds them from settings; the aiohttp app holds one in a cleanup context.
+`drain()` runs the workers until nothing is left (tests and the demo, with a FrozenClock);
+`run_workers()` is the serve loop, the only place that waits on time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import aiohttp
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from bot import kf, metrics
+from bot.clock import Clock
+from bot.config import APP_NAMES, Settings
+from bot.deps import Deps
+from bot.effects import Effects
+from bot.inbox import Inbox, InboxWorker
+from bot.kv import KV, create_kv
+from bot.outbox import OutboxSender
+from bot.router import Dispatcher, Router
+from bot.scheduler import Scheduler
+from bot.senders import SendContext
+from bot.store import db
+from bot.store.models import InboxRow, OutboxRow, TimerRow
+from bot.wecom.client import WeComClient
+from bot.wecom.crypto import CallbackCrypto
+from bot.wecom.tokens import TokenCache
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def default_routers() -> tuple[Router, ...]:
+    """Core plumbing first, then the capabilities in `handlers.ROUTERS` order."""
+    from handlers import ROUTERS
+
+    return (kf.router, *ROUTERS)
+
+
+@dataclass
+class Runtime:
+    """Everything a running Siyu process holds."""
+
+    settings: Settings
+    clock: Clock
+    engine: AsyncEngine
+    sessions: async_sessionmaker
+    kv: KV
+    http: aiohttp.ClientSession
+    client: WeComClient
+    cryptos: dict[str, CallbackCrypto]
+    dispatcher: Dispatcher
+    effects: Effects
+    inbox: Inbox
+    worker: InboxWorker
+    outbox: OutboxSender
+    scheduler: Scheduler
+    deps: Deps
+    _owns_http: bool = False
+    _tasks: set[asyncio.Task] = field(default_factory=set)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    async def start(
+        cls,
+        settings: Settings,
+        clock: Clock,
+        *,
+        http: aiohttp.ClientSession | None = None,
+        routers: Iterable[Router] | None = None,
+        kv: KV | None = None,
+    ) -> Runtime:
+        """Open connections, check the schema and build every part."""
+        engine = db.create_engine(
+            settings.database.url, echo=settings.database.echo, pool_size=settings.database.pool_size
+        )
+        try:
+            embedded = db.is_sqlite(settings.database.url)
+            await db.prepare(engine, auto_upgrade=embedded)
+            if embedded:
+                await _release_leases(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        sessions = db.sessionmaker(engine)
+        kv = kv or create_kv(settings, clock)
+        owns_http = http is None
+        http = http or aiohttp.ClientSession()
+        tokens = TokenCache(kv, clock, margin=settings.wecom.token_refresh_margin_seconds)
+        client = WeComClient.from_settings(settings, http, tokens, kv, clock)
+        corp_id = settings.wecom.corp_id
+        cryptos = {
+            name: CallbackCrypto(
+                settings.app(name).callback_token.get_secret_value(),
+                settings.app(name).encoding_aes_key.get_secret_value(),
+                # The smart robot's receive id is empty (https://developer.work.weixin.qq.com/document/path/101033).
+                "" if name == "robot" else corp_id,
+            )
+            for name in APP_NAMES
+        }
+        deps = Deps(clock=clock, settings=settings)
+        dispatcher = Dispatcher(default_routers() if routers is None else routers)
+        effects = Effects(clock)
+        inbox = Inbox(sessions, clock)
+        worker = InboxWorker(inbox, sessions, dispatcher, effects, deps, clock, settings.inbox)
+        context = SendContext(client=client, sessions=sessions, inbox=inbox, clock=clock)
+        outbox = OutboxSender(sessions, effects, context, clock, settings.outbox)
+        scheduler = Scheduler(sessions, effects, clock, settings.scheduler, deps)
+        return cls(
+            settings,
+            clock,
+            engine,
+            sessions,
+            kv,
+            http,
+            client,
+            cryptos,
+            dispatcher,
+            effects,
+            inbox,
+            worker,
+            outbox,
+            scheduler,
+            deps,
+            _owns_http=owns_http,
+        )
+
+    async def drain(self, max_rounds: int = 1000) -> int:
+        """Run inbox, outbox and timers until none has due work; returns rows handled."""
+        total = 0
+        for _ in range(max_rounds):
+            done = await self.worker.run_once()
+            done += await self.outbox.run_once()
+            done += await self.scheduler.run_due()
+            total += done
+            if not done:
+                return total
+        raise RuntimeError("drain did not settle")
+
+    def start_workers(self) -> None:
+        """Start the background loops (serve mode)."""
+        loops = (
+            (
+                "inbox",
+                self.worker.run_once,
+                self.inbox.wakeup,
+                self.settings.inbox.poll_interval_seconds,
+                None,
+            ),
+            (
+                "outbox",
+                self.outbox.run_once,
+                self.outbox.wakeup,
+                self.settings.outbox.poll_interval_seconds,
+                self.outbox.next_due,
+            ),
+            (
+                "scheduler",
+                self.scheduler.run_due,
+                self.scheduler.wakeup,
+                self.settings.scheduler.poll_interval_seconds,
+                self.scheduler.next_due,
+            ),
+        )
+        for name, step, wakeup, interval, next_due in loops:
+            task = asyncio.create_task(
+                self._loop(name, step, wakeup, interval, next_due), name=f"siyu-{name}"
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        gauge = asyncio.create_task(self._gauges(), name="siyu-gauges")
+        self._tasks.add(gauge)
+        gauge.add_done_callback(self._tasks.discard)
+
+    async def _loop(self, name, step, wakeup: asyncio.Event, interval: float, next_due) -> None:  # type: ignore[no-untyped-def]
+        while not self._stopping.is_set():
+            wakeup.clear()
+            try:
+                handled = await step()
+            except Exception:
+                _LOGGER.exception("worker round failed", extra={"worker": name})
+                handled = 0
+            if handled or self._stopping.is_set():
+                continue
+            timeout = interval
+            if next_due is not None:
+                with contextlib.suppress(Exception):
+                    due = await next_due()
+                    if due is not None:
+                        timeout = max(0.0, min(interval, due - self.clock.timestamp()))
+            await _wait(wakeup, self._stopping, timeout)
+
+    async def _gauges(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(Exception):
+                pending, lag = await self.inbox.stats()
+                metrics.INBOX_PENDING.set(pending)
+                metrics.INBOX_LAG.set(lag)
+            await _wait(self._stopping, self._stopping, 5.0)
+
+    async def stop(self) -> None:
+        """Let in-flight rounds finish (within the shutdown timeout), then close everything."""
+        self._stopping.set()
+        for event in (self.inbox.wakeup, self.outbox.wakeup, self.scheduler.wakeup):
+            event.set()
+        if self._tasks:
+            _done, pending = await asyncio.wait(
+                set(self._tasks), timeout=self.settings.service.shutdown_timeout_seconds
+            )
+            for task in pending:
+                # Whatever was cut short is still a claimed row; its lease expires and it runs again.
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._owns_http:
+            await self.http.close()
+        await self.kv.close()
+        await self.engine.dispose()
+
+
+async def _wait(event: asyncio.Event, stopping: asyncio.Event, seconds: float) -> None:
+    """Wait until `event` or `stopping` is set, or `seconds` pass (the serve loop's only wait)."""
+    waiters = {asyncio.ensure_future(event.wait()), asyncio.ensure_future(stopping.wait())}
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def _release_leases(engine: AsyncEngine) -> None:
+    """Embedded SQLite serves one process: rows it had claimed before a crash are free again now."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(InboxRow)
+            .where(InboxRow.status == "processing")
+            .values(status="pending", locked_until=None)
+        )
+        await conn.execute(
+            update(OutboxRow).where(OutboxRow.status == "sending").values(status="pending", locked_until=None)
+        )
+        await conn.execute(
+            update(TimerRow).where(TimerRow.status == "firing").values(status="pending", locked_until=None)
+        )

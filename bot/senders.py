@@ -1,0 +1,209 @@
+"""How each WeCom action is sent, and what its answer means for our state.
+
+A sender calls the client and returns `Sent(result, follow_up)`: `result` is stored on the
+outbox row, `follow_up` are state actions applied in the same transaction that marks the row
+sent (profile details, timeline entries). Where WeCom offers its own de-duplication, senders use
+it, so a send replayed after a crash between the call and the commit is not delivered twice:
+kf/send_msg takes our `msgid`, a WelcomeCode works once, message/send has a duplicate check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from bot import actions as act
+from bot import errors
+from bot.events import Event
+from bot.inbox import Stored
+from bot.store.models import KfCursor
+from bot.store.sql import insert_ignore
+from bot.wecom import callback
+
+# kf/sync_msg Token expired (valid 10 min): pull again without it.
+KF_TOKEN_INVALID = 95007
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A successful send: what to store, and state changes it implies."""
+
+    result: dict[str, Any] = field(default_factory=dict)
+    follow_up: list[act.Action] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SendContext:
+    """What senders may use: the client, sessions, the inbox (kf pulls) and the clock."""
+
+    client: Any
+    sessions: Any
+    inbox: Any
+    clock: Any
+
+
+Sender = Callable[[SendContext, Any], Awaitable[Sent]]
+SENDERS: dict[str, Sender] = {}
+
+
+def sender(kind: str) -> Callable[[Sender], Sender]:
+    """Register the sender of one action kind."""
+
+    def register(fn: Sender) -> Sender:
+        SENDERS[kind] = fn
+        return fn
+
+    return register
+
+
+def wecom_msgid(idem_key: str) -> str:
+    """A msgid WeCom accepts (≤32 bytes of [0-9a-f]) derived from our idempotency key."""
+    return hashlib.sha1(idem_key.encode()).hexdigest()[:32]
+
+
+@sender(act.SendWelcome.kind)
+async def send_welcome(ctx: SendContext, action: act.SendWelcome) -> Sent:
+    """externalcontact/send_welcome_msg."""
+    await ctx.client.send_welcome_msg(
+        action.welcome_code, text=action.text or None, attachments=action.attachments
+    )
+    now = ctx.clock.timestamp()
+    entry = act.RecordTimeline(
+        action.external_userid,
+        "welcome_sent",
+        "已发送欢迎语",
+        now,
+        f"sent:{action.idem_key}",
+        {"text": action.text},
+    )
+    return Sent({}, [entry])
+
+
+@sender(act.SendKfText.kind)
+async def send_kf_text(ctx: SendContext, action: act.SendKfText) -> Sent:
+    """kf/send_msg with a text; our msgid lets WeCom drop a replayed send."""
+    answer = await ctx.client.kf_send_msg(
+        action.external_userid,
+        action.open_kfid,
+        "text",
+        {"content": action.content},
+        msgid=wecom_msgid(action.idem_key),
+    )
+    now = ctx.clock.timestamp()
+    entry = act.RecordTimeline(
+        action.external_userid,
+        "kf_reply_sent",
+        "微信客服已回复",
+        now,
+        f"sent:{action.idem_key}",
+        {"text": action.content, "open_kfid": action.open_kfid},
+    )
+    return Sent({"msgid": answer.get("msgid", "")}, [entry])
+
+
+@sender(act.NotifyStaff.kind)
+async def notify_staff(ctx: SendContext, action: act.NotifyStaff) -> Sent:
+    """message/send to guides, with WeCom's duplicate check on."""
+    answer = await ctx.client.send_app_message(
+        list(action.touser), action.content, duplicate_check_interval=1800
+    )
+    return Sent({"msgid": answer.get("msgid", ""), "invaliduser": answer.get("invaliduser", "")})
+
+
+@sender(act.MarkTags.kind)
+async def mark_tags(ctx: SendContext, action: act.MarkTags) -> Sent:
+    """externalcontact/mark_tag."""
+    await ctx.client.mark_tag(
+        action.userid, action.external_userid, add_tag=action.add_tag, remove_tag=action.remove_tag
+    )
+    return Sent()
+
+
+@sender(act.RefreshCustomer.kind)
+async def refresh_customer(ctx: SendContext, action: act.RefreshCustomer) -> Sent:
+    """externalcontact/get, stored as the customer's profile and follow relations."""
+    answer = await ctx.client.get_external_contact(action.external_userid)
+    return Sent({}, profile_actions(action.external_userid, answer))
+
+
+def profile_actions(external_userid: str, answer: dict[str, Any]) -> list[act.Action]:
+    """State actions for an externalcontact/get answer (https://developer.work.weixin.qq.com/document/path/92114)."""
+    contact = answer.get("external_contact") or {}
+    out: list[act.Action] = [
+        act.UpdateCustomerProfile(
+            external_userid,
+            name=str(contact.get("name", "")),
+            avatar=str(contact.get("avatar", "")),
+            gender=int(contact.get("gender") or 0),
+            unionid=str(contact.get("unionid", "")),
+            customer_type=int(contact.get("type") or 0),
+        )
+    ]
+    for follow in answer.get("follow_user") or ():
+        if not follow.get("userid"):
+            continue
+        out.append(
+            act.UpsertFollow(
+                external_userid,
+                str(follow["userid"]),
+                state=str(follow.get("state", "")),
+                added_at=float(follow.get("createtime") or 0),
+                remark=str(follow.get("remark", "")),
+                add_way=int(follow.get("add_way") or 0),
+            )
+        )
+    return out
+
+
+@sender(act.SyncKf.kind)
+async def sync_kf(ctx: SendContext, action: act.SyncKf) -> Sent:
+    """kf/sync_msg from the stored cursor; each page and its cursor commit together."""
+    token: str | None = action.token or None
+    pulled = pages = 0
+    while True:
+        async with ctx.sessions() as session:
+            cursor = await session.scalar(
+                select(KfCursor.cursor).where(KfCursor.open_kfid == action.open_kfid)
+            )
+        try:
+            answer = await ctx.client.kf_sync_msg(action.open_kfid, cursor=cursor or None, token=token)
+        except errors.Permanent as exc:
+            if exc.errcode == KF_TOKEN_INVALID and token:
+                token = None  # the 10-minute Token lapsed while we retried; pull without it
+                continue
+            raise
+        items = [_stored_kf_item(item) for item in answer.get("msg_list") or ()]
+        async with ctx.sessions.begin() as session:
+            pulled += await ctx.inbox.put_in(session, [i for i in items if i is not None])
+            await _save_cursor(
+                session, action.open_kfid, str(answer.get("next_cursor", "")), ctx.clock.timestamp()
+            )
+        pages += 1
+        if not answer.get("has_more"):
+            break
+    if pulled:
+        ctx.inbox.wakeup.set()
+    return Sent({"new_messages": pulled, "pages": pages})
+
+
+def _stored_kf_item(item: dict[str, Any]) -> Any:
+    try:
+        event: Event = callback.parse_kf_item(item)
+    except errors.MalformedCallback:
+        return None  # no msgid to de-duplicate on; nothing a handler could use
+    return Stored(callback.KF_ITEM, json.dumps(item, ensure_ascii=False, sort_keys=True), event)
+
+
+async def _save_cursor(session: Any, open_kfid: str, cursor: str, now: float) -> None:
+    if not cursor:
+        return
+    await session.execute(
+        insert_ignore(session, KfCursor).values(open_kfid=open_kfid, cursor=cursor, updated_at=now)
+    )
+    row = await session.get(KfCursor, open_kfid)
+    row.cursor, row.updated_at = cursor, now

@@ -1,0 +1,1 @@
+"""SQL storage: models, engine, migrations and named queries."""
