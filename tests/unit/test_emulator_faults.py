@@ -23,13 +23,17 @@ async def test_errcode_fault_counts_down_and_is_journaled(emu_call, emu_client, 
 
 
 async def test_token_fault_behaves_like_real_expiry(emu_call, emu_state):
+    await emu_call("kf", "POST", "kf/account/list", json={})
+    token = emu_state.current_token("kf")
     emu_state.add_fault("kf/sync_msg", errcode=42001)
-    first = await emu_call("kf", "POST", "kf/sync_msg", json={"open_kfid": OPEN_KFID})
+    first = await emu_call("kf", "POST", "kf/sync_msg", json={"open_kfid": OPEN_KFID}, token=token)
     assert first["errcode"] == 42001
     # The same token stays dead for every API; a new gettoken issues a fresh one.
-    again = await emu_call("kf", "POST", "kf/account/list", json={})
+    again = await emu_call("kf", "POST", "kf/account/list", json={}, token=token)
     assert again["errcode"] == 42001
     assert emu_state.current_token("kf") is None
+    replayed = await emu_call("kf", "POST", "kf/account/list", json={})
+    assert replayed["errcode"] == 0 and emu_state.current_token("kf") != token
 
 
 async def test_http_status_fault(emu_client, emu_call, emu_state):
