@@ -47,8 +47,9 @@ def emu_call(emu_client, emu_settings) -> Callable[..., Awaitable[dict[str, Any]
 
     async def fetch(app: str) -> str:
         secret = emu_settings.app(app).secret.get_secret_value()
-        resp = await emu_client.get("/cgi-bin/gettoken",
-                                    params={"corpid": emu_settings.wecom.corp_id, "corpsecret": secret})
+        resp = await emu_client.get(
+            "/cgi-bin/gettoken", params={"corpid": emu_settings.wecom.corp_id, "corpsecret": secret}
+        )
         tokens[app] = (await resp.json())["access_token"]
         return tokens[app]
 
@@ -58,8 +59,15 @@ def emu_call(emu_client, emu_settings) -> Callable[..., Awaitable[dict[str, Any]
         assert resp.status == 200
         return await resp.json()
 
-    async def call(app: str, method: str, path: str, *, json: Any = None, params: dict | None = None,
-                   token: str | None = None) -> dict[str, Any]:
+    async def call(
+        app: str,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict | None = None,
+        token: str | None = None,
+    ) -> dict[str, Any]:
         if token is not None:
             return await send(method, path, token, json, params)
         body = await send(method, path, tokens.get(app) or await fetch(app), json, params)
@@ -87,8 +95,9 @@ class Receiver:
     def crypto(self, app: str) -> CallbackCrypto:
         creds = self.settings.app(app)
         receive_id = "" if app == "robot" else self.settings.wecom.corp_id
-        return CallbackCrypto(creds.callback_token.get_secret_value(), creds.encoding_aes_key.get_secret_value(),
-                              receive_id)
+        return CallbackCrypto(
+            creds.callback_token.get_secret_value(), creds.encoding_aes_key.get_secret_value(), receive_id
+        )
 
     def handler(self, app: str):
         async def handle(request: web.Request) -> web.Response:
@@ -109,6 +118,15 @@ class Receiver:
 
         return handle
 
+    def echo(self, app: str):
+        async def handle(request: web.Request) -> web.Response:
+            q = request.query
+            return web.Response(
+                text=self.crypto(app).decrypt(q["msg_signature"], q["timestamp"], q["nonce"], q["echostr"])
+            )
+
+        return handle
+
 
 @pytest.fixture
 async def emu_receiver(aiohttp_server, emu_settings, emu_state) -> Receiver:
@@ -117,6 +135,7 @@ async def emu_receiver(aiohttp_server, emu_settings, emu_state) -> Receiver:
     app = web.Application()
     for name, path in CALLBACK_PATHS.items():
         app.router.add_post(path, receiver.handler(name))
+        app.router.add_get(path, receiver.echo(name))
     server = await aiohttp_server(app)
     emu_state.callback_base_url = str(server.make_url(""))
     return receiver

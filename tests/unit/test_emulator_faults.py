@@ -13,10 +13,20 @@ async def test_errcode_fault_counts_down_and_is_journaled(emu_call, emu_client, 
     resp = await emu_client.post("/emulator/faults", json={"path": SYNC, "errcode": 45033, "count": 2})
     assert resp.status == 200
     pending = await (await emu_client.get("/emulator/faults")).json()
-    assert pending == [{"path": SYNC, "errcode": 45033, "timeout": False, "delay_seconds": 0.0,
-                        "http_status": None, "count": 2}]
-    codes = [(await emu_call("kf", "POST", "kf/sync_msg", json={"open_kfid": OPEN_KFID}))["errcode"]
-             for _ in range(3)]
+    assert pending == [
+        {
+            "path": SYNC,
+            "errcode": 45033,
+            "timeout": False,
+            "delay_seconds": 0.0,
+            "http_status": None,
+            "count": 2,
+        }
+    ]
+    codes = [
+        (await emu_call("kf", "POST", "kf/sync_msg", json={"open_kfid": OPEN_KFID}))["errcode"]
+        for _ in range(3)
+    ]
     assert codes == [45033, 45033, 0]
     assert [e["errcode"] for e in emu_state.calls("kf/sync_msg")] == [45033, 45033, 0]
     assert await (await emu_client.get("/emulator/faults")).json() == []
@@ -51,8 +61,12 @@ async def test_timeout_fault_holds_until_client_times_out(emu_client, emu_call, 
     emu_state.add_fault("kf/account/list", timeout=True, delay_seconds=0.5, errcode=-1)
     token = emu_state.current_token("kf")
     with pytest.raises(TimeoutError):
-        await emu_client.post("/cgi-bin/kf/account/list", params={"access_token": token}, json={},
-                              timeout=aiohttp.ClientTimeout(total=0.05))
+        await emu_client.post(
+            "/cgi-bin/kf/account/list",
+            params={"access_token": token},
+            json={},
+            timeout=aiohttp.ClientTimeout(total=0.05),
+        )
     assert emu_state.faults.pending == []
 
 

@@ -24,8 +24,9 @@ async def kf_customer(emu_state, emu_receiver):
 
 async def test_account_list(emu_call):
     body = await emu_call("kf", "POST", "kf/account/list", json={})
-    assert body["account_list"] == [{"open_kfid": OPEN_KFID, "name": "小禾母婴客服", "avatar": "",
-                                     "manage_privilege": True}]
+    assert body["account_list"] == [
+        {"open_kfid": OPEN_KFID, "name": "小禾母婴客服", "avatar": "", "manage_privilege": True}
+    ]
     assert (await emu_call("kf", "POST", "kf/account/list", json={"limit": 101}))["errcode"] == 40035
 
 
@@ -134,7 +135,12 @@ async def test_state_transitions(emu_call, kf_customer):
     assert (await trans(3, "wangqiang"))["errcode"] == 95014  # not a servicer of this account
     to_human = await trans(3, "zhangmei")
     assert to_human["errcode"] == 0 and to_human["msg_code"]
-    assert await current() == {"errcode": 0, "errmsg": "ok", "service_state": 3, "servicer_userid": "zhangmei"}
+    assert await current() == {
+        "errcode": 0,
+        "errmsg": "ok",
+        "service_state": 3,
+        "servicer_userid": "zhangmei",
+    }
     assert (await _send(emu_call, ext))["errcode"] == 95018
     ended = await trans(4)
     assert ended["msg_code"]

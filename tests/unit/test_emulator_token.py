@@ -89,6 +89,8 @@ async def test_rotate_hook_issues_new_token_old_still_valid(emu_client, emu_sett
 async def test_failed_gettoken_calls_block(emu_client, emu_settings, emu_state):
     emu_state.options.gettoken_failure_limit_per_hour = 2
     for _ in range(2):
-        assert (await _gettoken(emu_client, corpid=emu_settings.wecom.corp_id, corpsecret="bad"))["errcode"] == 40001
+        assert (await _gettoken(emu_client, corpid=emu_settings.wecom.corp_id, corpsecret="bad"))[
+            "errcode"
+        ] == 40001
     blocked = await _gettoken(emu_client, **_creds(emu_settings))
     assert blocked["errcode"] == 45009
