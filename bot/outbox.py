@@ -176,7 +176,7 @@ class OutboxSender:
         now = self._clock.timestamp()
         follow_up: list[act.Action] = []
         customer = getattr(action, "external_userid", "")
-        if customer:
+        if customer and row.kind in _KIND_NAMES:  # sends a guide would want to know failed
             follow_up.append(
                 act.RecordTimeline(
                     customer,
@@ -211,7 +211,6 @@ class OutboxSender:
 _KIND_NAMES = {
     "send_welcome": "欢迎语",
     "kf_send_text": "微信客服回复",
-    "refresh_customer": "客户资料同步",
     "mark_tags": "客户标签",
 }
 

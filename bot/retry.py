@@ -38,8 +38,10 @@ def next_attempt_at(
         return None
     delay = backoff_delay(attempt, base, cap, rand)
     retry_after = getattr(exc, "retry_after", None)
-    if retry_after:
+    if retry_after and (deadline is None or now + retry_after < deadline):
         delay = max(delay, float(retry_after))
+    # With a deadline (a WelcomeCode lives 20 s) an early try beats honouring a 60 s block hint:
+    # the block may be shorter than WeCom's worst case, and after the deadline nothing can be sent.
     run_at = now + delay
     if deadline is not None and run_at >= deadline:
         return None

@@ -25,6 +25,8 @@ from bot.store.models import KfCursor
 from bot.store.sql import insert_ignore
 from bot.wecom import callback
 
+# externalcontact/get: invalid external_userid / no relation with any member of ours.
+NO_RELATION = frozenset({40096, 84061})
 # kf/sync_msg Token expired (valid 10 min): pull again without it.
 KF_TOKEN_INVALID = 95007
 
@@ -127,7 +129,13 @@ async def mark_tags(ctx: SendContext, action: act.MarkTags) -> Sent:
 @sender(act.RefreshCustomer.kind)
 async def refresh_customer(ctx: SendContext, action: act.RefreshCustomer) -> Sent:
     """externalcontact/get, stored as the customer's profile and follow relations."""
-    answer = await ctx.client.get_external_contact(action.external_userid)
+    try:
+        answer = await ctx.client.get_external_contact(action.external_userid)
+    except errors.Permanent as exc:
+        if exc.errcode in NO_RELATION:
+            # Every guide deleted the customer before we asked: nothing left to refresh.
+            return Sent({"skipped": exc.errcode})
+        raise
     return Sent({}, profile_actions(action.external_userid, answer))
 
 
