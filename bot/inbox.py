@@ -26,7 +26,7 @@ from bot.effects import Effects
 from bot.events import Event
 from bot.router import Dispatcher
 from bot.store.models import InboxRow
-from bot.store.sql import for_claim, insert_ignore
+from bot.store.sql import claim, insert_ignore
 from bot.wecom import callback
 
 _LOGGER = logging.getLogger(__name__)
@@ -97,12 +97,10 @@ class Inbox:
             and_(InboxRow.status == "processing", InboxRow.locked_until < now),
         )
         async with self._sessions.begin() as session:
-            query = select(InboxRow).where(claimable, ~blocked).order_by(InboxRow.id).limit(limit)
-            rows = list((await session.scalars(for_claim(session, query))).all())
-            for row in rows:
-                row.status = "processing"
-                row.locked_until = now + lease
-        return rows
+            candidates = select(InboxRow.id).where(claimable, ~blocked).order_by(InboxRow.id).limit(limit)
+            return await claim(
+                session, InboxRow, candidates, claimable, status="processing", locked_until=now + lease
+            )
 
     async def failed(self, limit: int = 100) -> list[InboxRow]:
         """Dead-lettered rows, newest first."""

@@ -24,7 +24,7 @@ from bot.config import OutboxSettings
 from bot.effects import Effects
 from bot.senders import SENDERS, SendContext
 from bot.store.models import OutboxRow
-from bot.store.sql import for_claim
+from bot.store.sql import claim
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -71,12 +71,11 @@ class OutboxSender:
             and_(OutboxRow.status == "sending", OutboxRow.locked_until < now),
         )
         async with self._sessions.begin() as session:
-            query = select(OutboxRow).where(claimable, ~blocked).order_by(OutboxRow.id).limit(limit)
-            rows = list((await session.scalars(for_claim(session, query))).all())
-            for row in rows:
-                row.status = "sending"
-                row.locked_until = now + self._settings.lease_seconds
-        return rows
+            candidates = select(OutboxRow.id).where(claimable, ~blocked).order_by(OutboxRow.id).limit(limit)
+            lease = now + self._settings.lease_seconds
+            return await claim(
+                session, OutboxRow, candidates, claimable, status="sending", locked_until=lease
+            )
 
     async def run_once(self) -> int:
         """Claim and send one batch; returns how many rows were handled."""

@@ -23,7 +23,7 @@ from bot.clock import Clock
 from bot.config import SchedulerSettings
 from bot.effects import Effects
 from bot.store.models import TimerRow
-from bot.store.sql import for_claim
+from bot.store.sql import claim
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -79,12 +79,11 @@ class Scheduler:
             and_(TimerRow.status == "firing", TimerRow.locked_until < now),
         )
         async with self._sessions.begin() as session:
-            query = select(TimerRow).where(claimable).order_by(TimerRow.due_at, TimerRow.id).limit(limit)
-            rows = list((await session.scalars(for_claim(session, query))).all())
-            for row in rows:
-                row.status = "firing"
-                row.locked_until = now + self._settings.lease_seconds
-        return rows
+            candidates = (
+                select(TimerRow.id).where(claimable).order_by(TimerRow.due_at, TimerRow.id).limit(limit)
+            )
+            lease = now + self._settings.lease_seconds
+            return await claim(session, TimerRow, candidates, claimable, status="firing", locked_until=lease)
 
     async def run_due(self, now: float | None = None) -> int:
         """Fire every timer due at `now` (default: the clock); returns how many fired."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select
+from sqlalchemy import ColumnElement, Select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,3 +21,27 @@ def for_claim(session: AsyncSession, query: Select) -> Select:
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         return query.with_for_update(skip_locked=True)
     return query
+
+
+async def claim(
+    session: AsyncSession, model: Any, candidates: Select, still_claimable: ColumnElement[bool], **values: Any
+) -> list[Any]:
+    """Claim candidate rows: a guarded UPDATE ... RETURNING takes only rows still claimable.
+
+    The guard makes claims exclusive on every backend (SQLite has no row locks, and its driver
+    starts the transaction at the first write, so a plain select-then-update could let two
+    claimers take one row); on PostgreSQL the candidates are also locked with SKIP LOCKED so
+    replicas do not even contend for the same rows.
+    """
+    ids = list((await session.scalars(for_claim(session, candidates))).all())
+    if not ids:
+        return []
+    stmt = (
+        update(model)
+        .where(model.id.in_(ids), still_claimable)
+        .values(**values)
+        .returning(model)
+        .execution_options(synchronize_session=False)
+    )
+    rows = list((await session.scalars(stmt)).all())
+    return sorted(rows, key=lambda row: row.id)

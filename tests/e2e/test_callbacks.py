@@ -107,7 +107,9 @@ async def test_customer_lifecycle_keeps_follow_rows_current(stack) -> None:
     await stack.emu.simulate_guide_deletes_customer("xiaolin", cust)
     await stack.drain()
     async with stack.runtime.sessions() as session:
-        follows = {f.userid: f for f in await session.scalars(select(Follow).where(Follow.external_userid == cust))}
+        follows = {
+            f.userid: f for f in await session.scalars(select(Follow).where(Follow.external_userid == cust))
+        }
         customer = await session.scalar(select(Customer).where(Customer.external_userid == cust))
         kinds = list(await session.scalars(select(TimelineEntry.kind).order_by(TimelineEntry.id)))
     assert follows["zhangmei"].status == "deleted_by_customer"

@@ -28,7 +28,9 @@ def welcome_router(fail_times: int = 0) -> tuple[Router, list[int]]:
             raise RuntimeError("content store briefly unavailable")
         return [
             act.SendWelcome(
-                event.welcome_code, event.external_userid, text="您好，欢迎来到小禾母婴！",
+                event.welcome_code,
+                event.external_userid,
+                text="您好，欢迎来到小禾母婴！",
                 event_time=float(event.create_time),
             )
         ]

@@ -1,0 +1,172 @@
+"""Inbox, outbox, timers and migrations behave the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import func, select
+
+from bot import actions as act
+from bot import errors
+from bot.config import InboxSettings, OutboxSettings, SchedulerSettings
+from bot.effects import Effects
+from bot.events import ContactAdded, RouteKey
+from bot.inbox import Inbox, Stored
+from bot.scheduler import Scheduler
+from bot.store import db
+from bot.store.models import InboxRow, OutboxRow, TimelineEntry, TimerRow
+
+pytestmark = pytest.mark.usefixtures("engine")
+
+
+def stored(customer: str, n: int) -> Stored:
+    event = ContactAdded(
+        app="contact",
+        create_time=n,
+        route_key=RouteKey("event", "change_external_contact", "add_external_contact"),
+        dedup_key=f"cec:{customer}:{n}",
+        partition=f"cust:{customer}",
+        userid="xiaolin",
+        external_userid=customer,
+    )
+    return Stored("contact", f"<xml>{customer}:{n}</xml>", event)
+
+
+async def test_inbox_put_is_insert_if_absent(sessions, clock) -> None:
+    inbox = Inbox(sessions, clock)
+    assert await inbox.put(stored("wm1", 1)) is True
+    assert await inbox.put(stored("wm1", 1)) is False
+    assert inbox.wakeup.is_set()
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(InboxRow)) == 1
+
+
+async def test_inbox_claims_one_row_per_customer_in_order(sessions, clock) -> None:
+    inbox = Inbox(sessions, clock)
+    for item in (stored("wmA", 1), stored("wmA", 2), stored("wmB", 1)):
+        await inbox.put(item)
+    first = await inbox.claim(10, lease=60)
+    assert sorted(r.dedup_key for r in first) == ["cec:wmA:1", "cec:wmB:1"]
+    assert await inbox.claim(10, lease=60) == []  # wmA:2 waits for wmA:1
+    async with sessions.begin() as session:
+        row = await session.get(InboxRow, next(r.id for r in first if r.dedup_key == "cec:wmA:1"))
+        row.status = "done"
+    assert [r.dedup_key for r in await inbox.claim(10, lease=60)] == ["cec:wmA:2"]
+
+
+async def test_inbox_lease_expiry_makes_a_row_claimable_again(sessions, clock) -> None:
+    inbox = Inbox(sessions, clock)
+    await inbox.put(stored("wmA", 1))
+    assert len(await inbox.claim(10, lease=60)) == 1
+    assert await inbox.claim(10, lease=60) == []
+    clock.advance(seconds=61)
+    assert len(await inbox.claim(10, lease=60)) == 1
+
+
+async def test_concurrent_claims_never_share_a_row(sessions, clock) -> None:
+    for n in range(40):
+        await Inbox(sessions, clock).put(stored(f"wm{n}", n))
+    a, b = Inbox(sessions, clock), Inbox(sessions, clock)
+    ids: list[int] = []
+    while results := await asyncio.gather(*(x.claim(15, lease=60) for x in (a, b, a, b))):
+        claimed = [r.id for rows in results for r in rows]
+        if not claimed:
+            break
+        ids += claimed
+    # Concurrent claimers may skip rows another one took, but never take the same row twice.
+    assert len(ids) == len(set(ids)) == 40
+
+
+async def test_effects_are_idempotent(sessions, clock) -> None:
+    effects = Effects(clock)
+    batch = [
+        act.UpsertCustomer("wm1", first_state="store_12", seen_at=1.0),
+        act.UpsertFollow("wm1", "xiaolin", state="store_12", added_at=1.0),
+        act.RecordTimeline("wm1", "contact_added", "添加导购", 1.0, "src-1"),
+        act.RefreshCustomer("wm1", reason_key="src-1"),
+        act.Schedule("sop:wm1:day1", "sop_step", due_at=100.0, payload={"step": "day1"}),
+    ]
+    for _ in range(2):
+        async with sessions.begin() as session:
+            await effects.apply(session, batch, source="src-1")
+    async with sessions() as session:
+        for model in (TimelineEntry, OutboxRow, TimerRow):
+            assert await session.scalar(select(func.count()).select_from(model)) == 1, model
+
+
+async def test_scheduler_fires_due_timers_once_across_replicas(sessions, clock) -> None:
+    fired: list[str] = []
+
+    def handler(timer, deps):
+        fired.append(timer.key)
+        return [act.RecordTimeline("wm1", "sop", timer.key, timer.due_at, f"t:{timer.key}")]
+
+    replicas = []
+    for _ in range(3):
+        scheduler = Scheduler(sessions, Effects(clock), clock, SchedulerSettings(batch_size=5), deps=None)
+        scheduler.register("sop_step", handler)
+        replicas.append(scheduler)
+    now = clock.timestamp()
+    async with sessions.begin() as session:
+        await Effects(clock).apply(
+            session,
+            [act.Schedule(f"k{n}", "sop_step", due_at=now + (n % 2) * 3600) for n in range(30)],
+            source="test",
+        )
+    counts = await asyncio.gather(*(s.run_due(now) for s in replicas))
+    assert sum(counts) == 15 and sorted(fired) == sorted(set(fired))
+    assert await replicas[0].run_due(now) == 0
+    clock.advance(hours=1)
+    await asyncio.gather(*(s.run_due() for s in replicas))
+    assert len(fired) == len(set(fired)) == 30
+    assert await replicas[0].next_due() is None
+
+
+async def test_scheduler_retries_a_failing_handler_then_dead_letters(sessions, clock) -> None:
+    scheduler = Scheduler(sessions, Effects(clock), clock, SchedulerSettings(), deps=None)
+    scheduler.register("boom", lambda timer, deps: 1 / 0)
+    async with sessions.begin() as session:
+        await Effects(clock).apply(
+            session, [act.Schedule("b1", "boom", due_at=clock.timestamp())], source="t"
+        )
+    for _ in range(6):
+        await scheduler.run_due()
+        clock.advance(hours=1)
+    async with sessions() as session:
+        row = await session.scalar(select(TimerRow))
+    assert (row.status, row.attempts) == ("failed", 5)
+    with pytest.raises(errors.ConfigError):
+        scheduler.register("boom", lambda timer, deps: [])
+
+
+async def test_cancelled_timer_does_not_fire(sessions, clock) -> None:
+    scheduler = Scheduler(sessions, Effects(clock), clock, SchedulerSettings(), deps=None)
+    fired = []
+    scheduler.register("k", lambda timer, deps: fired.append(timer.key) or [])
+    async with sessions.begin() as session:
+        await Effects(clock).apply(session, [act.Schedule("t1", "k", due_at=clock.timestamp())], source="t")
+        await Effects(clock).apply(session, [act.CancelTimer("t1")], source="t")
+    assert await scheduler.run_due() == 0 and fired == []
+
+
+async def test_schema_revision_and_behind_schema_refusal(engine) -> None:
+    assert await db.current_revision(engine) == db.head_revision()
+    await db.prepare(engine, auto_upgrade=False)  # current: nothing to do
+    from alembic import command
+
+    from bot.store.db import _alembic_config
+
+    def downgrade(connection) -> None:
+        command.downgrade(_alembic_config(connection), "base")
+
+    async with engine.begin() as conn:
+        await conn.run_sync(downgrade)
+    with pytest.raises(errors.SchemaBehind, match="siyu db upgrade"):
+        await db.prepare(engine, auto_upgrade=False)
+    await db.prepare(engine, auto_upgrade=True)
+    assert await db.current_revision(engine) == db.head_revision()
+
+
+def test_settings_sections_exist() -> None:
+    assert InboxSettings().max_attempts >= 1 and OutboxSettings().retry.max_attempts >= 1
