@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -66,6 +66,7 @@ class Runtime:
     _owns_http: bool = False
     _tasks: set[asyncio.Task] = field(default_factory=set)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _progressed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
     async def start(
@@ -187,7 +188,10 @@ class Runtime:
             except Exception:
                 _LOGGER.exception("worker round failed", extra={"worker": name})
                 handled = 0
-            if handled or self._stopping.is_set():
+            if handled:
+                self._progressed.set()
+                continue
+            if self._stopping.is_set():
                 continue
             timeout = interval
             if next_due is not None:
@@ -196,6 +200,15 @@ class Runtime:
                     if due is not None:
                         timeout = max(0.0, min(interval, due - self.clock.timestamp()))
             await _wait(wakeup, self._stopping, timeout)
+
+    async def wait_until(self, predicate: Callable[[], Awaitable[bool]], seconds: float) -> None:
+        """Wait (serve mode) until `predicate()` holds, re-checking after each worker round."""
+        async with asyncio.timeout(seconds):
+            while True:
+                self._progressed.clear()
+                if await predicate():
+                    return
+                await self._progressed.wait()
 
     async def _gauges(self) -> None:
         while not self._stopping.is_set():

@@ -1,0 +1,225 @@
+"""`siyu demo`: the emulator and the service on the embedded default, one customer's story, a timeline.
+
+Both run as real HTTP servers on free local ports; the emulator sends real encrypted callbacks
+and the service calls the emulator's /cgi-bin API. The workers are stepped (`Runtime.drain`) on a
+simulated clock, so the story is the same on every run and nothing waits on wall time.
+Each chapter checks what it expects; the demo exits 1 when any check fails.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+
+from bot.app import create_app
+from bot.appkeys import RUNTIME
+from bot.clock import SHANGHAI, FrozenClock
+from bot.config import Settings
+from bot.runtime import Runtime
+from bot.store.models import Customer, Follow, InboxRow, OutboxRow, TimelineEntry
+from bot.wecom.emulator import EMULATOR_STATE, EmulatorState, create_emulator
+
+STORY_START = dt.datetime(2026, 11, 23, 10, 0, tzinfo=SHANGHAI)
+GUIDE = "xiaolin"
+CHANNEL = "store_jingan"
+
+
+@dataclass
+class Demo:
+    """The running pair and what the story has checked so far."""
+
+    clock: FrozenClock
+    runtime: Runtime
+    emu: EmulatorState
+    out: Callable[[str], None]
+    failures: list[str] = field(default_factory=list)
+
+    def check(self, ok: bool, what: str) -> None:
+        """Record and print one expectation."""
+        self.out(f"   {'✓' if ok else '✗'} {what}")
+        if not ok:
+            self.failures.append(what)
+
+    async def settle(self) -> None:
+        """Let the service work through everything due now."""
+        await self.runtime.drain()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def _start(app: web.Application, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+async def run_demo(base: Settings, *, keep: bool = False, out: Callable[[str], None] = print) -> int:
+    """Run the story; 0 when every check held."""
+    workdir = Path(tempfile.mkdtemp(prefix="siyu-demo-"))
+    emu_port, svc_port = _free_port(), _free_port()
+    settings = base.with_overrides(
+        **{
+            "database.url": f"sqlite+aiosqlite:///{workdir / 'siyu.db'}",
+            "redis.url": None,
+            "wecom.base_url": f"http://127.0.0.1:{emu_port}",
+            "service.port": svc_port,
+            "service.public_url": f"http://127.0.0.1:{svc_port}",
+            "emulator.port": emu_port,
+            "emulator.callback_base_url": f"http://127.0.0.1:{svc_port}",
+        }
+    )
+    clock = FrozenClock(STORY_START)
+    emulator_app = create_emulator(settings, clock=clock, seed=2026)
+    service_app = create_app(settings, clock=clock, run_workers=False)
+    runners = [await _start(emulator_app, emu_port)]
+    try:
+        runners.append(await _start(service_app, svc_port))
+        demo = Demo(clock, service_app[RUNTIME], emulator_app[EMULATOR_STATE], out)
+        out("Siyu demo — 小禾母婴 on the WeCom emulator (embedded SQLite, simulated clock)")
+        out(
+            f"   service  http://127.0.0.1:{svc_port}   emulator http://127.0.0.1:{emu_port}   data {workdir}"
+        )
+        customer = await chapter_new_contact(demo)
+        await chapter_kf_message(demo, customer)
+        await chapter_wecom_retry(demo)
+        await print_timeline(demo, customer)
+        await print_calls(demo)
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
+        if not keep:
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
+    if demo.failures:
+        out(f"\nDEMO FAILED: {len(demo.failures)} check(s) did not hold:")
+        for failure in demo.failures:
+            out(f"   - {failure}")
+        return 1
+    out("\nDemo finished: every check held.")
+    return 0
+
+
+async def chapter_new_contact(demo: Demo) -> str:
+    """A customer scans the Jing'an store's channel code and adds guide 小林."""
+    demo.out("\n1. 王女士 scans the 静安店 channel code and adds guide 小林")
+    added = await demo.emu.simulate_add_contact(userid=GUIDE, state=CHANNEL, name="王女士")
+    demo.check(added["delivery"]["attempts"] == [200], "callback add_external_contact acknowledged with 200")
+    await demo.settle()
+    customer = added["external_userid"]
+    async with demo.runtime.sessions() as session:
+        row = await session.scalar(select(Customer).where(Customer.external_userid == customer))
+        follow = await session.scalar(select(Follow).where(Follow.external_userid == customer))
+    demo.check(
+        row is not None and row.name == "王女士", "customer stored, name fetched with externalcontact/get"
+    )
+    demo.check(row is not None and row.first_state == CHANNEL, f"channel attributed from State={CHANNEL}")
+    demo.check(follow is not None and follow.userid == GUIDE, "follow relation 王女士 × 小林 recorded")
+    return customer
+
+
+async def chapter_kf_message(demo: Demo, customer: str) -> None:
+    """She writes to 微信客服; the first pull meets a WeCom 'system busy' and is retried."""
+    demo.out("\n2. She writes to 微信客服; WeCom answers the first kf/sync_msg with -1 (system busy)")
+    demo.emu.add_fault("/cgi-bin/kf/sync_msg", errcode=-1, count=1)
+    await demo.emu.simulate_kf_message("宝宝八个月了，奶粉怎么冲泡？", external_userid=customer)
+    demo.clock.advance(seconds=1)
+    await demo.settle()
+    async with demo.runtime.sessions() as session:
+        sync = await session.scalar(select(OutboxRow).where(OutboxRow.kind == "kf_sync"))
+    demo.check(
+        sync is not None and sync.status == "pending" and sync.last_errcode == -1,
+        "kf/sync_msg failed with -1 and waits for its backoff",
+    )
+    if sync is not None:
+        demo.clock.advance(seconds=max(0.0, sync.available_at - demo.clock.timestamp()) + 0.01)
+    await demo.settle()
+    codes = [c["errcode"] for c in demo.emu.calls("/cgi-bin/kf/sync_msg")]
+    demo.check(codes == [-1, 0], f"retried with backoff and pulled once (errcodes {codes})")
+    async with demo.runtime.sessions() as session:
+        kinds = list(
+            await session.scalars(select(TimelineEntry.kind).where(TimelineEntry.external_userid == customer))
+        )
+    demo.check(kinds.count("kf_message") == 1, "the kf message is on her timeline exactly once")
+
+
+async def chapter_wecom_retry(demo: Demo) -> None:
+    """WeCom re-sends the add callback (it did not see our 200 in time): acknowledged, not redone."""
+    demo.out("\n3. WeCom re-sends the add_external_contact callback")
+    first = next(c for c in demo.emu.callbacks if c["event"].endswith("add_external_contact"))
+    again = await demo.emu.deliver("contact", first["plaintext"], event="retry")
+    await demo.settle()
+    async with demo.runtime.sessions() as session:
+        added = list(
+            await session.scalars(select(TimelineEntry).where(TimelineEntry.kind == "contact_added"))
+        )
+        inbox = list(await session.scalars(select(InboxRow)))
+    demo.check(again["attempts"] == [200], "the retry is acknowledged with 200")
+    demo.check(len(added) == 1, "and not processed a second time (one contact_added entry)")
+    demo.check(len(demo.emu.calls("/externalcontact/get")) == 1, "no second externalcontact/get")
+    demo.check(all(r.status == "done" for r in inbox), f"inbox: {len(inbox)} rows, all done")
+
+
+def _hhmmss(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, SHANGHAI).strftime("%H:%M:%S")
+
+
+async def print_timeline(demo: Demo, customer: str) -> None:
+    """The customer's profile and timeline as a guide would read it."""
+    async with demo.runtime.sessions() as session:
+        row = await session.scalar(select(Customer).where(Customer.external_userid == customer))
+        follows = list(await session.scalars(select(Follow).where(Follow.external_userid == customer)))
+        entries = list(
+            await session.scalars(
+                select(TimelineEntry)
+                .where(TimelineEntry.external_userid == customer)
+                .order_by(TimelineEntry.id)
+            )
+        )
+    demo.out(f"\nTimeline of {row.name if row else customer} ({customer})")
+    demo.out(
+        f"   channel {row.first_state if row else '-'} · guides "
+        + ", ".join(f"{f.userid} ({f.status})" for f in follows)
+    )
+    for entry in entries:
+        text = entry.data.get("text") if isinstance(entry.data, dict) else None
+        demo.out(f"   {_hhmmss(entry.occurred_at)}  {entry.summary}" + (f"：「{text}」" if text else ""))
+
+
+async def print_calls(demo: Demo) -> None:
+    """Every WeCom API call the service made, and every callback the emulator delivered."""
+    demo.out("\nWeCom API calls made by Siyu (from the emulator's journal)")
+    for call in demo.emu.journal:
+        body: Any = call.get("body") or {}
+        detail = ""
+        if isinstance(body, dict) and body.get("cursor"):
+            detail = " cursor=…"
+        demo.out(
+            f"   #{call['seq']:<2} {call['method']:<4} {call['path']:<42} errcode={call['errcode']}{detail}"
+        )
+    demo.out("\nCallbacks delivered to Siyu")
+    for cb in demo.emu.callbacks:
+        demo.out(f"   {cb['app']:<8} {cb['event']:<45} HTTP {cb['attempts']}")
+
+
+def main() -> None:  # pragma: no cover - `python -m bot.demo` convenience
+    """Run the demo with the committed config."""
+    import asyncio
+
+    from bot.config import load_settings
+
+    sys.exit(asyncio.run(run_demo(load_settings())))
