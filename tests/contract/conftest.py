@@ -5,19 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from tests_support import fresh_postgres
 
 from bot.store import db
-
-
-async def fresh_postgres(url: str) -> AsyncEngine:
-    """An engine on an empty public schema (the test database is ours alone)."""
-    engine = db.create_engine(url)
-    async with engine.begin() as conn:
-        await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-        await conn.execute(text("CREATE SCHEMA public"))
-    return engine
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from tests_support import fresh_postgres
 
 from bot.app import create_app
 from bot.appkeys import RUNTIME
@@ -21,6 +22,7 @@ from bot.clock import FrozenClock
 from bot.config import Settings
 from bot.router import Router
 from bot.runtime import Runtime
+from bot.store import db
 from bot.wecom import CALLBACK_PATHS
 from bot.wecom.emulator import EMULATOR_STATE, EmulatorState, create_emulator
 
@@ -101,6 +103,24 @@ async def stack_factory(settings_factory, clock) -> AsyncIterator[Any]:
     for server in reversed(started):
         await server.close()
     await http.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def backend(request) -> dict[str, Any]:
+    """Settings overrides for each storage backend (PostgreSQL, migrated and empty, under CI)."""
+    if request.param == "sqlite":
+        return {}
+    url = request.getfixturevalue("postgres_url")
+    engine = await fresh_postgres(url)
+    await db.upgrade(engine)  # serve refuses a behind-schema PostgreSQL; ops run `siyu db upgrade`
+    await engine.dispose()
+    return {"database.url": url}
+
+
+@pytest.fixture
+async def any_stack(backend, stack_factory) -> Stack:
+    """The default stack on each storage backend."""
+    return await stack_factory(**backend)
 
 
 @pytest.fixture

@@ -57,7 +57,8 @@ async def test_oversize_body_is_refused_with_413(stack_factory) -> None:
     assert await count(stack, InboxRow) == 0
 
 
-async def test_the_same_callback_posted_three_times_is_processed_once(stack) -> None:
+async def test_the_same_callback_posted_three_times_is_processed_once(any_stack) -> None:
+    stack = any_stack
     result = await stack.emu.simulate_add_contact(userid="xiaolin", state="store_12", name="王女士")
     assert result["delivery"]["attempts"] == [200]
     params, body = stack.emu.build_callback("contact", stack.emu.callbacks[-1]["plaintext"])
@@ -76,7 +77,8 @@ async def test_the_same_callback_posted_three_times_is_processed_once(stack) -> 
     assert (follow.userid, follow.state, follow.status) == ("xiaolin", "store_12", "active")
 
 
-async def test_two_customers_in_the_same_second_are_two_events(stack) -> None:
+async def test_two_customers_in_the_same_second_are_two_events(any_stack) -> None:
+    stack = any_stack
     pair = await stack.emu.simulate_add_contact_pair("xiaolin", state="store_12")
     await stack.drain()
     assert await count(stack, InboxRow) == 2
@@ -98,7 +100,8 @@ async def test_unknown_event_is_stored_and_acknowledged(stack) -> None:
     assert "brand_new_event" in row.plaintext
 
 
-async def test_customer_lifecycle_keeps_follow_rows_current(stack) -> None:
+async def test_customer_lifecycle_keeps_follow_rows_current(any_stack) -> None:
+    stack = any_stack
     added = await stack.emu.simulate_add_contact(userid="xiaolin", state="store_12")
     cust = added["external_userid"]
     await stack.emu.simulate_add_contact(userid="zhangmei", external_userid=cust)
@@ -119,7 +122,8 @@ async def test_customer_lifecycle_keeps_follow_rows_current(stack) -> None:
     assert {"contact_edited", "deleted_by_customer", "deleted_by_guide"} <= set(kinds)
 
 
-async def test_kf_message_is_pulled_once_and_lands_on_the_timeline(stack) -> None:
+async def test_kf_message_is_pulled_once_and_lands_on_the_timeline(any_stack) -> None:
+    stack = any_stack
     sent = await stack.emu.simulate_kf_message("奶粉怎么冲泡")
     await stack.drain()
     cust = sent["external_userid"]

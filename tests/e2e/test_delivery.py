@@ -43,9 +43,9 @@ async def rows(stack, model, *where):
         return list(await session.scalars(select(model).where(*where)))
 
 
-async def test_handler_failing_twice_then_succeeding_is_processed_once(stack_factory) -> None:
+async def test_handler_failing_twice_then_succeeding_is_processed_once(stack_factory, backend) -> None:
     greeter, calls = welcome_router(fail_times=2)
-    stack = await stack_factory(routers=(greeter, *default_routers()), **{"inbox.backoff_base_seconds": 1.0})
+    stack = await stack_factory(routers=(greeter, *default_routers()), **backend)
     added = await stack.emu.simulate_add_contact(userid="xiaolin", state="store_12")
     await stack.drain()
     [row] = await rows(stack, InboxRow)
@@ -106,9 +106,11 @@ async def test_killed_between_inbox_write_and_processing_is_processed_after_rest
 
 
 @pytest.mark.parametrize("errcode", [-1, 45009, 42001])
-async def test_wecom_fault_on_the_way_out_is_retried_and_sent_once(stack_factory, errcode: int) -> None:
+async def test_wecom_fault_on_the_way_out_is_retried_and_sent_once(
+    stack_factory, backend, errcode: int
+) -> None:
     greeter, _ = welcome_router()
-    stack = await stack_factory(routers=(greeter, *default_routers()))
+    stack = await stack_factory(routers=(greeter, *default_routers()), **backend)
     stack.emu.add_fault(WELCOME, errcode=errcode, count=1)
     added = await stack.emu.simulate_add_contact(userid="xiaolin")
     await stack.drain()
