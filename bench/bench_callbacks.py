@@ -547,6 +547,18 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
     print(f"failed = not acked within WeCom's {WECOM_TIMEOUT:g} s (it would retry); slowest in p50/p99.")
 
 
+def _command(args: argparse.Namespace) -> str:
+    """This run's command line, with the PostgreSQL URL's source when it came from the environment."""
+    python = (
+        os.path.relpath(sys.executable) if not os.path.relpath(sys.executable).startswith("..") else "python"
+    )
+    words = [python, *sys.argv]
+    env = ""
+    if args.postgres_url and "--postgres-url" not in sys.argv and not args.no_postgres:
+        env = f"SIYU_TEST_DATABASE_URL={shlex.quote(args.postgres_url)} "
+    return env + " ".join(shlex.quote(w) for w in words)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags, run every server in turn and print the figures."""
     parser = argparse.ArgumentParser(
@@ -581,7 +593,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     needed = int(args.rate * args.duration) + 1
     if args.pool < needed:
         parser.error(f"--pool must be at least rate*duration ({needed})")
-    command = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
+    command = _command(args)
     print(f"command: {command}")
     print(
         f"server pinned to CPU {server_cpu}, load generator on CPU {client_cpu} "
