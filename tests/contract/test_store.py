@@ -42,6 +42,17 @@ async def test_inbox_put_is_insert_if_absent(sessions, clock) -> None:
         assert await session.scalar(select(func.count()).select_from(InboxRow)) == 1
 
 
+async def test_concurrent_puts_share_one_commit_and_a_retry_is_new_only_once(sessions, clock) -> None:
+    inbox = Inbox(sessions, clock)
+    results = await asyncio.gather(
+        *(inbox.put(item) for item in (stored("wm1", 1), stored("wm1", 1), stored("wm2", 1), stored("wm1", 1)))
+    )
+    assert results == [True, False, True, False]
+    assert await inbox.put(stored("wm2", 1)) is False
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(InboxRow)) == 2
+
+
 async def test_inbox_claims_one_row_per_customer_in_order(sessions, clock) -> None:
     inbox = Inbox(sessions, clock)
     for item in (stored("wmA", 1), stored("wmA", 2), stored("wmB", 1)):
