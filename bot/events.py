@@ -20,7 +20,7 @@ class RouteKey(NamedTuple):
     change_type: str = ""
 
     def __str__(self) -> str:
-        return "/".join(part for part in self if part)
+        return "/".join(filter(None, self))
 
 
 def digest(*parts: object) -> str:

@@ -11,12 +11,13 @@ failing routers with backoff until `max_attempts`, after which the row is dead-l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import and_, exists, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from bot import errors, metrics, retry
@@ -25,6 +26,7 @@ from bot.config import InboxSettings
 from bot.effects import Effects
 from bot.events import Event
 from bot.router import Dispatcher
+from bot.store import bulk
 from bot.store.models import InboxRow
 from bot.store.sql import claim, insert_ignore
 from bot.wecom import callback
@@ -54,6 +56,8 @@ class Inbox:
 
     def __init__(self, sessions: async_sessionmaker, clock: Clock, *, batch_max: int = 500) -> None:
         self._sessions = sessions
+        self._engine: AsyncEngine = sessions.kw["bind"]
+        self._conn: AsyncConnection | None = None
         self._clock = clock
         self._batch_max = batch_max
         self._queued: list[tuple[Stored, asyncio.Future[bool]]] = []
@@ -73,9 +77,12 @@ class Inbox:
         while self._queued:
             batch, self._queued = self._queued[: self._batch_max], self._queued[self._batch_max :]
             try:
-                async with self._sessions.begin() as session:
-                    inserted = await self._insert(session, [item for item, _ in batch])
+                if self._conn is None:
+                    # The writer keeps one connection: a pool checkout per batch costs more than the insert.
+                    self._conn = await self._engine.connect()
+                inserted = await bulk.insert_inbox_rows(self._conn, self._rows([item for item, _ in batch]))
             except Exception as exc:  # the database is down: every caller answers 500, WeCom retries
+                await self._drop_connection()
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
@@ -89,14 +96,31 @@ class Inbox:
                 if not future.done():
                     future.set_result(is_new)
 
+    async def close(self) -> None:
+        """Finish queued writes and release the writer's connection."""
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
+        await self._drop_connection()
+
+    async def _drop_connection(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):
+                # Its driver settings were changed for the fast path: discard it, do not pool it.
+                await conn.invalidate()
+                await conn.close()
+
     async def put_in(self, session: AsyncSession, items: Sequence[Stored]) -> int:
         """Insert `items` inside the caller's transaction; returns how many were new."""
-        return len(await self._insert(session, items))
-
-    async def _insert(self, session: AsyncSession, items: Sequence[Stored]) -> set[str]:
-        """Insert-if-absent in one statement; the dedup keys actually inserted."""
         if not items:
-            return set()
+            return 0
+        table = InboxRow.__table__
+        stmt = insert_ignore(session, table).returning(table.c.dedup_key)
+        result = await session.execute(stmt, self._rows(items))
+        return len(result.scalars().all())
+
+    def _rows(self, items: Sequence[Stored]) -> list[dict]:
+        """Inbox rows for `items`, one per dedup key (a key queued twice is one row)."""
         now = self._clock.timestamp()
         rows = {}
         for item in items:
@@ -116,10 +140,7 @@ class Inbox:
                     "available_at": now,
                 },
             )
-        stmt = insert_ignore(session, InboxRow).returning(InboxRow.dedup_key)
-        # executemany with RETURNING: SQLAlchemy sends one multi-row INSERT per batch.
-        result = await session.execute(stmt, list(rows.values()))
-        return set(result.scalars().all())
+        return list(rows.values())
 
     async def claim(self, limit: int, lease: float) -> list[InboxRow]:
         """Claim the oldest due row of each partition that has nothing earlier in flight."""

@@ -231,6 +231,7 @@ class Runtime:
                 # Whatever was cut short is still a claimed row; its lease expires and it runs again.
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        await self.inbox.close()
         if self._owns_http:
             await self.http.close()
         await self.kv.close()

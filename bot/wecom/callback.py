@@ -15,7 +15,8 @@ from typing import Any
 
 from bot import errors, events
 from bot.events import RouteKey, digest
-from bot.wecom.crypto import CallbackCrypto, parse_xml, parse_xml_tree
+from bot.wecom import xmlsafe
+from bot.wecom.crypto import CallbackCrypto, parse_xml
 
 # Sources of plaintext stored in the inbox: the three callback apps and kf/sync_msg items.
 KF_ITEM = "kf_item"
@@ -81,7 +82,7 @@ def _json_object(plaintext: str) -> dict[str, Any]:
 
 
 def _parse_xml_event(app: str, plaintext: str) -> events.Event:
-    root = parse_xml_tree(plaintext)
+    root = xmlsafe.parse(plaintext)
     fields = {child.tag: (child.text or "").strip() for child in root if len(child) == 0}
     msg_type = fields.get("MsgType", "")
     if not msg_type:

@@ -36,7 +36,7 @@ class CallbackCrypto:
             raise errors.ConfigError("EncodingAESKey is not base64") from exc
         if len(key) != 32:
             raise errors.ConfigError("EncodingAESKey must be 43 characters (32 bytes)")
-        self._key = key
+        self._prp = PrpCrypto(key)  # its cipher is reusable; building one per call costs more than AES
         self._token = token
         self.receive_id = receive_id
 
@@ -50,14 +50,14 @@ class CallbackCrypto:
         """Verify the signature, then decrypt `encrypt` to its plaintext."""
         self.check(msg_signature, timestamp, nonce, encrypt)
         try:
-            plain = PrpCrypto(self._key).decrypt(encrypt, self.receive_id)
+            plain = self._prp.decrypt(encrypt, self.receive_id)
         except Exception as exc:  # wechatpy raises many types for a corrupt payload
             raise errors.MalformedCallback("cannot decrypt the callback payload") from exc
         return plain
 
     def encrypt(self, plaintext: str, timestamp: str, nonce: str) -> tuple[str, str]:
         """Encrypt `plaintext`; return (encrypt, msg_signature)."""
-        encrypt = PrpCrypto(self._key).encrypt(plaintext, self.receive_id).decode()
+        encrypt = self._prp.encrypt(plaintext, self.receive_id).decode()
         return encrypt, signature(self._token, timestamp, nonce, encrypt)
 
 

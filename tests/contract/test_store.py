@@ -20,6 +20,20 @@ from bot.store.models import InboxRow, OutboxRow, TimelineEntry, TimerRow
 pytestmark = pytest.mark.usefixtures("engine")
 
 
+@pytest.fixture
+async def make_inbox():
+    """Inbox factory; every inbox's writer connection is released after the test."""
+    made: list[Inbox] = []
+
+    def make(sessions, clock) -> Inbox:
+        made.append(Inbox(sessions, clock))
+        return made[-1]
+
+    yield make
+    for inbox in made:
+        await inbox.close()
+
+
 def stored(customer: str, n: int) -> Stored:
     event = ContactAdded(
         app="contact",
@@ -33,8 +47,8 @@ def stored(customer: str, n: int) -> Stored:
     return Stored("contact", f"<xml>{customer}:{n}</xml>", event)
 
 
-async def test_inbox_put_is_insert_if_absent(sessions, clock) -> None:
-    inbox = Inbox(sessions, clock)
+async def test_inbox_put_is_insert_if_absent(sessions, clock, make_inbox) -> None:
+    inbox = make_inbox(sessions, clock)
     assert await inbox.put(stored("wm1", 1)) is True
     assert await inbox.put(stored("wm1", 1)) is False
     assert inbox.wakeup.is_set()
@@ -42,10 +56,15 @@ async def test_inbox_put_is_insert_if_absent(sessions, clock) -> None:
         assert await session.scalar(select(func.count()).select_from(InboxRow)) == 1
 
 
-async def test_concurrent_puts_share_one_commit_and_a_retry_is_new_only_once(sessions, clock) -> None:
-    inbox = Inbox(sessions, clock)
+async def test_concurrent_puts_share_one_commit_and_a_retry_is_new_only_once(
+    sessions, clock, make_inbox
+) -> None:
+    inbox = make_inbox(sessions, clock)
     results = await asyncio.gather(
-        *(inbox.put(item) for item in (stored("wm1", 1), stored("wm1", 1), stored("wm2", 1), stored("wm1", 1)))
+        *(
+            inbox.put(item)
+            for item in (stored("wm1", 1), stored("wm1", 1), stored("wm2", 1), stored("wm1", 1))
+        )
     )
     assert results == [True, False, True, False]
     assert await inbox.put(stored("wm2", 1)) is False
@@ -53,8 +72,8 @@ async def test_concurrent_puts_share_one_commit_and_a_retry_is_new_only_once(ses
         assert await session.scalar(select(func.count()).select_from(InboxRow)) == 2
 
 
-async def test_inbox_claims_one_row_per_customer_in_order(sessions, clock) -> None:
-    inbox = Inbox(sessions, clock)
+async def test_inbox_claims_one_row_per_customer_in_order(sessions, clock, make_inbox) -> None:
+    inbox = make_inbox(sessions, clock)
     for item in (stored("wmA", 1), stored("wmA", 2), stored("wmB", 1)):
         await inbox.put(item)
     first = await inbox.claim(10, lease=60)
@@ -66,8 +85,8 @@ async def test_inbox_claims_one_row_per_customer_in_order(sessions, clock) -> No
     assert [r.dedup_key for r in await inbox.claim(10, lease=60)] == ["cec:wmA:2"]
 
 
-async def test_inbox_lease_expiry_makes_a_row_claimable_again(sessions, clock) -> None:
-    inbox = Inbox(sessions, clock)
+async def test_inbox_lease_expiry_makes_a_row_claimable_again(sessions, clock, make_inbox) -> None:
+    inbox = make_inbox(sessions, clock)
     await inbox.put(stored("wmA", 1))
     assert len(await inbox.claim(10, lease=60)) == 1
     assert await inbox.claim(10, lease=60) == []
@@ -75,10 +94,10 @@ async def test_inbox_lease_expiry_makes_a_row_claimable_again(sessions, clock) -
     assert len(await inbox.claim(10, lease=60)) == 1
 
 
-async def test_concurrent_claims_never_share_a_row(sessions, clock) -> None:
+async def test_concurrent_claims_never_share_a_row(sessions, clock, make_inbox) -> None:
+    a, b = make_inbox(sessions, clock), make_inbox(sessions, clock)
     for n in range(40):
-        await Inbox(sessions, clock).put(stored(f"wm{n}", n))
-    a, b = Inbox(sessions, clock), Inbox(sessions, clock)
+        await a.put(stored(f"wm{n}", n))
     ids: list[int] = []
     while results := await asyncio.gather(*(x.claim(15, lease=60) for x in (a, b, a, b))):
         claimed = [r.id for rows in results for r in rows]

@@ -225,3 +225,17 @@ def test_crypto_matches_the_documented_vector() -> None:
     assert crypto.decrypt("06ee22384eaee26c53b641ecb4469823883beee8", "1700000000", "nonce123", encrypt) == (
         "hello-wecom"
     )
+
+
+@pytest.mark.parametrize(
+    "plaintext",
+    [
+        '<!DOCTYPE xml [<!ENTITY a "aaaa">]><xml><MsgType>&a;</MsgType></xml>',
+        '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE x SYSTEM "file:///etc/passwd"><xml/>',
+        "<xml><MsgType>text</MsgType>",
+        "<notxml><MsgType>text</MsgType></notxml>",
+    ],
+)
+def test_decrypted_payload_with_dtd_or_bad_xml_is_refused(plaintext: str) -> None:
+    with pytest.raises(errors.MalformedCallback):
+        callback.parse("contact", plaintext)
