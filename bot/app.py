@@ -44,7 +44,7 @@ def create_app(
         runtime = await Runtime.start(settings, clock, http=session, routers=routers, kv=kv)
         app[RUNTIME] = runtime
         if run_workers:
-            runtime.start_workers()
+            await runtime.start_workers()
         yield
         await runtime.stop()
 

@@ -103,6 +103,7 @@ class InboxSettings(_Section):
     lease_seconds: float = Field(60.0, gt=0)
     batch_size: int = Field(50, gt=0)
     poll_interval_seconds: float = Field(1.0, gt=0)
+    retention_days: float = Field(7.0, gt=0)
 
 
 class OutboxSettings(_Section):

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import actions as act
 from bot.clock import Clock
 from bot.store.models import Customer, Follow, OutboxRow, TimelineEntry, TimerRow
+from bot.store.notify import notify
 from bot.store.sql import insert_ignore
 
 
@@ -28,6 +29,10 @@ class Effects:
 
     async def apply(self, session: AsyncSession, actions: Sequence[act.Action], *, source: str) -> None:
         """Apply every action in `session` (the caller commits)."""
+        if any(isinstance(a, act.WeComAction) for a in actions):
+            await notify(session, "outbox")
+        if any(isinstance(a, act.Schedule) for a in actions):
+            await notify(session, "timers")
         for action in actions:
             match action:
                 case act.WeComAction():

@@ -28,8 +28,9 @@ from bot.outbox import OutboxSender
 from bot.router import Dispatcher, Router
 from bot.scheduler import Scheduler
 from bot.senders import SendContext
-from bot.store import db
+from bot.store import db, housekeeping
 from bot.store.models import InboxRow, OutboxRow, TimerRow
+from bot.store.notify import Listener
 from bot.wecom.client import WeComClient
 from bot.wecom.crypto import CallbackCrypto
 from bot.wecom.tokens import TokenCache
@@ -67,6 +68,7 @@ class Runtime:
     _tasks: set[asyncio.Task] = field(default_factory=set)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _progressed: asyncio.Event = field(default_factory=asyncio.Event)
+    _listener: Listener | None = None
 
     @classmethod
     async def start(
@@ -145,8 +147,13 @@ class Runtime:
                 return total
         raise RuntimeError("drain did not settle")
 
-    def start_workers(self) -> None:
-        """Start the background loops (serve mode)."""
+    async def start_workers(self) -> None:
+        """Start the background loops (serve mode), and LISTEN for other replicas' work."""
+        self._listener = Listener(
+            self.engine,
+            {"inbox": self.inbox.wakeup, "outbox": self.outbox.wakeup, "timers": self.scheduler.wakeup},
+        )
+        await self._listener.start()
         loops = (
             (
                 "inbox",
@@ -176,9 +183,10 @@ class Runtime:
             )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        gauge = asyncio.create_task(self._gauges(), name="siyu-gauges")
-        self._tasks.add(gauge)
-        gauge.add_done_callback(self._tasks.discard)
+        for name, coro in (("gauges", self._gauges()), ("housekeeping", self._housekeeping())):
+            task = asyncio.create_task(coro, name=f"siyu-{name}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _loop(self, name, step, wakeup: asyncio.Event, interval: float, next_due) -> None:  # type: ignore[no-untyped-def]
         while not self._stopping.is_set():
@@ -218,9 +226,19 @@ class Runtime:
                 metrics.INBOX_LAG.set(lag)
             await _wait(self._stopping, self._stopping, 5.0)
 
+    async def _housekeeping(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await housekeeping.purge(self.sessions, self.clock.timestamp(), self.settings)
+            except Exception:  # retried next round; nothing depends on it
+                _LOGGER.warning("housekeeping failed", exc_info=True)
+            await _wait(self._stopping, self._stopping, housekeeping.INTERVAL_SECONDS)
+
     async def stop(self) -> None:
         """Let in-flight rounds finish (within the shutdown timeout), then close everything."""
         self._stopping.set()
+        if self._listener is not None:
+            await self._listener.stop()
         for event in (self.inbox.wakeup, self.outbox.wakeup, self.scheduler.wakeup):
             event.set()
         if self._tasks:

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.store.models import InboxRow
+from bot.store.notify import notify_driver
 
 COLUMNS = (
     "dedup_key",
@@ -56,9 +57,7 @@ def _sql(dialect: str, rows: int) -> str:
 
 
 def _flat(rows: list[dict[str, Any]]) -> list[Any]:
-    return [
-        json.dumps(row[col]) if col in _JSON_COLUMNS else row[col] for row in rows for col in COLUMNS
-    ]
+    return [json.dumps(row[col]) if col in _JSON_COLUMNS else row[col] for row in rows for col in COLUMNS]
 
 
 async def insert_inbox_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[str]:
@@ -72,6 +71,8 @@ async def insert_inbox_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) -
     if dialect == "postgresql":
         # One statement outside an explicit transaction is its own transaction in asyncpg.
         records = await driver.fetch(sql, *params)
+        if records:
+            await notify_driver(driver, "inbox")  # wake idle replicas too
         return {r[0] for r in records}
     if driver.isolation_level is not None:
         # Autocommit: the one statement is its own transaction, so the write costs a single hop

@@ -200,3 +200,45 @@ async def test_schema_revision_and_behind_schema_refusal(engine) -> None:
 
 def test_settings_sections_exist() -> None:
     assert InboxSettings().max_attempts >= 1 and OutboxSettings().retry.max_attempts >= 1
+
+
+async def test_housekeeping_purges_finished_rows_and_keeps_dead_letters(
+    sessions, clock, make_inbox, settings
+) -> None:
+    from bot.store import housekeeping
+
+    inbox = make_inbox(sessions, clock)
+    for n in range(3):
+        await inbox.put(stored("wm1", n))
+    async with sessions.begin() as session:
+        rows = list(await session.scalars(select(InboxRow).order_by(InboxRow.id)))
+        rows[0].status, rows[0].processed_at = "done", clock.timestamp()
+        rows[1].status, rows[1].processed_at = "failed", clock.timestamp()
+    assert await housekeeping.purge(sessions, clock.timestamp(), settings) == 0  # too recent
+    clock.advance(days=settings.inbox.retention_days + 1)
+    assert await housekeeping.purge(sessions, clock.timestamp(), settings) == 1
+    async with sessions() as session:
+        left = list(await session.scalars(select(InboxRow.status).order_by(InboxRow.id)))
+    assert left == ["failed", "pending"]
+
+
+async def test_listener_wakes_on_work_committed_by_another_replica(
+    engine, sessions, clock, make_inbox
+) -> None:
+    from bot.store.notify import Listener
+
+    woken = {"inbox": asyncio.Event(), "outbox": asyncio.Event()}
+    listener = Listener(engine, woken)
+    listening = await listener.start()
+    try:
+        if engine.dialect.name != "postgresql":
+            assert listening is False  # SQLite: one process, local wake-ups and polling
+            return
+        assert listening is True
+        await make_inbox(sessions, clock).put(stored("wm1", 1))  # another replica's inbox
+        await asyncio.wait_for(woken["inbox"].wait(), timeout=5)
+        async with sessions.begin() as session:
+            await Effects(clock).apply(session, [act.RefreshCustomer("wm1", reason_key="k")], source="t")
+        await asyncio.wait_for(woken["outbox"].wait(), timeout=5)
+    finally:
+        await listener.stop()
