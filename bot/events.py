@@ -272,8 +272,8 @@ class KfOtherEvent(KfEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class RobotMessage(Event):
-    """Someone wrote to the smart robot, 1:1 or @-mentioning it in a group."""
+class RobotEventBase(Event):
+    """What every smart-robot callback carries: who, where, and where to answer."""
 
     msgid: str
     aibotid: str = ""
@@ -281,20 +281,20 @@ class RobotMessage(Event):
     chattype: str = "single"
     from_userid: str = ""
     response_url: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RobotMessage(RobotEventBase):
+    """Someone wrote to the smart robot, 1:1 or @-mentioning it in a group."""
+
     msg_type: str = "text"
     content: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
-class RobotEvent(Event):
+class RobotEvent(RobotEventBase):
     """A smart-robot event (enter_chat, template_card_event, feedback_event, ...)."""
 
-    msgid: str
-    aibotid: str = ""
-    chatid: str = ""
-    chattype: str = "single"
-    from_userid: str = ""
-    response_url: str = ""
     event_type: str = ""
 
 

@@ -112,22 +112,25 @@ class OutboxSender:
         except Exception as exc:  # transient WeCom errors, timeouts, lost connections, bugs
             await self._retry_or_fail(row, action, attempt, exc)
             return
-        async with self._sessions.begin() as session:
-            await self._effects.apply(session, sent.follow_up, source=f"outbox:{row.idem_key}")
-            await session.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id == row.id)
-                .values(
-                    status="sent",
-                    attempts=attempt,
-                    sent_at=self._clock.timestamp(),
-                    locked_until=None,
-                    result=sent.result,
-                    last_errcode=0,
-                )
-            )
-        self._effects.after_commit(sent.follow_up)
+        await self._record(
+            row,
+            sent.follow_up,
+            status="sent",
+            attempts=attempt,
+            sent_at=self._clock.timestamp(),
+            result=sent.result,
+            last_errcode=0,
+        )
         metrics.OUTBOX.labels(row.kind, "sent").inc()
+
+    async def _record(self, row: OutboxRow, follow_up: list[act.Action], **values: object) -> None:
+        """Release the row with its new state, applying `follow_up` in the same transaction."""
+        async with self._sessions.begin() as session:
+            await self._effects.apply(session, follow_up, source=f"outbox:{row.idem_key}")
+            await session.execute(
+                update(OutboxRow).where(OutboxRow.id == row.id).values(locked_until=None, **values)
+            )
+        self._effects.after_commit(follow_up)
 
     async def _retry_or_fail(
         self, row: OutboxRow, action: act.WeComAction, attempt: int, exc: Exception
@@ -149,19 +152,15 @@ class OutboxSender:
         if run_at is None:
             await self._fail(row, action, attempt, errcode, f"gave up after {attempt} attempts: {reason}")
             return
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id == row.id)
-                .values(
-                    status="pending",
-                    attempts=attempt,
-                    available_at=run_at,
-                    locked_until=None,
-                    last_errcode=errcode,
-                    last_error=reason[:1000],
-                )
-            )
+        await self._record(
+            row,
+            [],
+            status="pending",
+            attempts=attempt,
+            available_at=run_at,
+            last_errcode=errcode,
+            last_error=reason[:1000],
+        )
         self.wakeup.set()
         metrics.OUTBOX.labels(row.kind, "retried").inc()
         _LOGGER.info(
@@ -188,19 +187,9 @@ class OutboxSender:
                     {"kind": row.kind, "errcode": errcode, "reason": reason[:300]},
                 )
             )
-        async with self._sessions.begin() as session:
-            await self._effects.apply(session, follow_up, source=f"outbox:{row.idem_key}")
-            await session.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id == row.id)
-                .values(
-                    status="failed",
-                    attempts=attempt,
-                    locked_until=None,
-                    last_errcode=errcode,
-                    last_error=reason[:1000],
-                )
-            )
+        await self._record(
+            row, follow_up, status="failed", attempts=attempt, last_errcode=errcode, last_error=reason[:1000]
+        )
         metrics.OUTBOX.labels(row.kind, "failed").inc()
         _LOGGER.warning(
             "send failed permanently", extra={"outbox_id": row.id, "kind": row.kind, "errcode": errcode}
