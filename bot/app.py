@@ -83,6 +83,11 @@ async def error_middleware(
 
 
 def _callback_handler(app_name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    # Bound once: looking up labelled children costs a lock per call on the hot path.
+    accepted = metrics.CALLBACKS.labels(app_name, "accepted")
+    duplicate = metrics.CALLBACKS.labels(app_name, "duplicate")
+    ack_latency = metrics.ACK_LATENCY.labels(app_name)
+
     async def handle(request: web.Request) -> web.Response:
         runtime = request.app[RUNTIME]
         crypto = runtime.cryptos[app_name]
@@ -98,8 +103,8 @@ def _callback_handler(app_name: str) -> Callable[[web.Request], Awaitable[web.Re
         body = await request.read()
         delivery = callback.open_envelope(app_name, crypto, request.query, body)
         new = await runtime.inbox.put(Stored(delivery.app, delivery.plaintext, delivery.event))
-        metrics.CALLBACKS.labels(app_name, "accepted" if new else "duplicate").inc()
-        metrics.ACK_LATENCY.labels(app_name).observe(max(0.0, runtime.clock.monotonic() - started))
+        (accepted if new else duplicate).inc()
+        ack_latency.observe(max(0.0, runtime.clock.monotonic() - started))
         if not new:
             _LOGGER.info("duplicate callback acknowledged", extra={"dedup_key": delivery.event.dedup_key})
         # An empty 200 is WeCom's documented "received, no passive reply" (wecom-api.md §2.5).

@@ -70,8 +70,9 @@ class Inbox:
         self._queued.append((item, future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_queued(), name="siyu-inbox-writer")
-        # Shielded: a caller that goes away (WeCom hung up) must not cancel others' commit.
-        return await asyncio.shield(future)
+        # If the caller goes away (WeCom hung up), only its future is cancelled: the writer
+        # still commits the row and skips answering it.
+        return await future
 
     async def _write_queued(self) -> None:
         while self._queued:

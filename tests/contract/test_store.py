@@ -72,6 +72,19 @@ async def test_concurrent_puts_share_one_commit_and_a_retry_is_new_only_once(
         assert await session.scalar(select(func.count()).select_from(InboxRow)) == 2
 
 
+async def test_a_caller_that_hangs_up_still_gets_its_row_written(sessions, clock, make_inbox) -> None:
+    inbox = make_inbox(sessions, clock)
+    other = asyncio.create_task(inbox.put(stored("wm2", 1)))
+    hung_up = asyncio.create_task(inbox.put(stored("wm1", 1)))
+    await asyncio.wait([hung_up], timeout=0)  # let it queue its row and wait for the commit
+    hung_up.cancel()
+    assert await other is True
+    await inbox.close()
+    async with sessions() as session:
+        keys = set(await session.scalars(select(InboxRow.dedup_key)))
+    assert keys == {"cec:wm1:1", "cec:wm2:1"}
+
+
 async def test_inbox_claims_one_row_per_customer_in_order(sessions, clock, make_inbox) -> None:
     inbox = make_inbox(sessions, clock)
     for item in (stored("wmA", 1), stored("wmA", 2), stored("wmB", 1)):
