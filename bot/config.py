@@ -124,6 +124,32 @@ class SchedulerSettings(_Section):
     lease_seconds: float = Field(60.0, gt=0)
 
 
+class ContentSettings(_Section):
+    """The ops-edited content library."""
+
+    dir: str = "content_library"
+    source: Literal["files", "database"] = "files"
+    reload_interval_seconds: float = Field(5.0, gt=0)
+
+
+class FaqBands(_Section):
+    """Score thresholds (0-1) of the matcher's bands: answer >= answer, suggest >= suggest, else silent."""
+
+    answer: float = Field(0.72, ge=0, le=1)
+    suggest: float = Field(0.45, ge=0, le=1)
+
+
+class FaqSettings(_Section):
+    """The FAQ bot in 微信客服 and suggestions for guides."""
+
+    bands: FaqBands = FaqBands()
+    menu_size: int = Field(3, ge=2, le=10)
+    max_query_chars: int = Field(300, gt=0)
+    misses_before_handoff: int = Field(2, ge=1)
+    handoff_to: Literal["queue", "servicer"] = "queue"
+    notify_guides: bool = False
+
+
 class LoggingSettings(_Section):
     """Logs."""
 
@@ -153,6 +179,8 @@ class Settings(_Section):
     inbox: InboxSettings = InboxSettings()
     outbox: OutboxSettings = OutboxSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    content: ContentSettings = ContentSettings()
+    faq: FaqSettings = FaqSettings()
     logging: LoggingSettings = LoggingSettings()
     emulator: EmulatorSettings = EmulatorSettings()
     secrets_file: str | None = None

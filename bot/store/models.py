@@ -152,3 +152,67 @@ class KfCursor(Base):
     open_kfid: Mapped[str] = mapped_column(String(64), primary_key=True)
     cursor: Mapped[str] = mapped_column(String(128), default="")
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class ContentVersion(Base):
+    """A published copy of the content library; the newest row is what replicas serve."""
+
+    __tablename__ = "content_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    files: Mapped[dict[str, Any]] = mapped_column(JSON)
+    published_by: Mapped[str] = mapped_column(String(128), default="")
+    published_at: Mapped[float] = mapped_column(Float)
+
+
+class KfSession(Base):
+    """The bot's view of one customer's 微信客服 session: who serves, misses, the 5-message window."""
+
+    __tablename__ = "kf_sessions"
+
+    open_kfid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    external_userid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16), default="bot")
+    misses: Mapped[int] = mapped_column(Integer, default=0)
+    last_customer_at: Mapped[float] = mapped_column(Float, default=0.0)
+    sent_since_customer: Mapped[int] = mapped_column(Integer, default=0)
+    handed_off_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class Suggestion(Base):
+    """A reply prepared for a guide (the sidebar shows it; the guide decides)."""
+
+    __tablename__ = "suggestions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source_key: Mapped[str] = mapped_column(String(255), unique=True)
+    external_userid: Mapped[str] = mapped_column(String(64))
+    userid: Mapped[str] = mapped_column(String(64), default="")
+    query: Mapped[str] = mapped_column(Text, default="")
+    faq_id: Mapped[str] = mapped_column(String(64), default="")
+    score: Mapped[float] = mapped_column(Float, default=0.0)
+    band: Mapped[str] = mapped_column(String(16), default="")
+    reply: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="new")
+    created_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_suggestions_customer", "external_userid", "created_at"),)
+
+
+class HandoffRequest(Base):
+    """A customer asked for a person (or the bot gave up); kept so nobody is forgotten."""
+
+    __tablename__ = "handoff_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source_key: Mapped[str] = mapped_column(String(255), unique=True)
+    open_kfid: Mapped[str] = mapped_column(String(64))
+    external_userid: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(32))
+    outside_hours: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    requested_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_handoff_status", "status", "requested_at"),)
