@@ -1,0 +1,318 @@
+"""FAQ matcher (pure, no I/O): an IDF-weighted inverted index over words and character bigrams, then
+rapidfuzz and keyword evidence on a bounded candidate set, and the answer / suggest / silent bands."""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rapidfuzz import fuzz
+
+from bot.text import STOPWORDS, Normalizer, Tokenizer
+
+__all__ = [
+    "Band",
+    "Candidate",
+    "Decision",
+    "FaqDoc",
+    "FaqIndex",
+    "band",
+    "build_index",
+    "decide",
+]
+
+Band = Literal["answer", "suggest", "silent"]
+
+# How many candidates the inverted index hands to the (slower) fuzzy scorer: bounds per-message work.
+RETRIEVE_K = 12
+# Answer text is evidence too (it names the things the entry covers) but weaker than what ops wrote as
+# questions and keywords.
+ANSWER_WEIGHT = 0.5
+# Bigrams overlap by accident more often than whole words do.
+BIGRAM_WEIGHT = 0.6
+# A feature in more than this share of a large library says nothing about which entry is meant; skip
+# it during retrieval so a posting list never spans the whole library.
+MAX_DF_SHARE = 0.2
+# Two candidates whose scores are this close are a coin toss: offer both rather than pick one.
+MARGIN = 0.06
+# Weights of the evidence and the factor that maps the raw blend onto the 0..1 scale of the bands.
+W_QUERY, W_QUESTION, W_KEYWORD = 0.60, 0.20, 0.20
+SCALE = 1.35
+
+
+@dataclass(frozen=True, slots=True)
+class FaqDoc:
+    """One FAQ entry as the matcher sees it."""
+
+    id: str
+    questions: tuple[str, ...]
+    keywords: tuple[str, ...] = ()
+    answer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A ranked match: score in 0..1, the best-matching question, and the words that matched."""
+
+    id: str
+    score: float
+    question: str
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do with a message: the band, the top candidates (a menu) and the best one."""
+
+    band: Band
+    candidates: tuple[Candidate, ...]
+    best: Candidate | None
+
+
+@dataclass(slots=True)
+class _Entry:
+    """Pre-computed features of one FAQ entry."""
+
+    doc: FaqDoc
+    questions_norm: tuple[str, ...]
+    question_feats: tuple[frozenset[str], ...]
+    question_mass: tuple[float, ...]
+    keywords_norm: tuple[str, ...]
+    primary: frozenset[str]
+    answer: frozenset[str]
+
+
+@dataclass(slots=True)
+class _Query:
+    """Features of one message."""
+
+    norm: str
+    words: list[str]
+    weights: dict[str, float] = field(default_factory=dict)
+    mass: float = 0.0
+
+
+def _bigrams(norm: str) -> set[str]:
+    """Character bigrams inside each space-separated clause."""
+    grams: set[str] = set()
+    for clause in norm.split():
+        grams.update(clause[i : i + 2] for i in range(len(clause) - 1))
+    return grams
+
+
+class FaqIndex:
+    """An immutable, pre-tokenised index of FAQ entries; `match` is cheap and bounded."""
+
+    def __init__(
+        self,
+        entries: list[_Entry],
+        tokenizer: Tokenizer,
+        df: dict[str, float],
+        postings: dict[str, list[int]],
+    ) -> None:
+        """Use `build_index`; this only stores pre-computed parts."""
+        self._entries = entries
+        self._tok = tokenizer
+        n = max(len(entries), 1)
+        self._n = n
+        self._idf = {f: math.log(1.0 + n / d) for f, d in df.items()}
+        # A feature no entry has gets the weight of the rarest possible one: unknown content in a message
+        # is a sign the customer is asking about something the library does not cover.
+        self._idf_unknown = math.log(1.0 + n / 0.5)
+        limit = max(MAX_DF_SHARE * n, 8)
+        self._postings = {f: ids for f, ids in postings.items() if len(ids) <= limit}
+
+    def __len__(self) -> int:
+        """Number of entries."""
+        return len(self._entries)
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizer (and through it the normaliser) the index was built with."""
+        return self._tok
+
+    def _features(self, text: str) -> _Query:
+        """Normalise, tokenise and weight the features of a message."""
+        norm = self._tok.normalize(text)
+        words = [w for w in self._tok.cut_for_search(norm) if w not in STOPWORDS]
+        query = _Query(norm=norm, words=words)
+        idf, unknown = self._idf, self._idf_unknown
+        for w in words:
+            key = "w" + w
+            # Unknown single characters are mostly noise (particles, measure words), unknown words are not.
+            query.weights[key] = idf.get(key, unknown if len(w) > 1 else 0.5)
+        for g in _bigrams(norm):
+            key = "b" + g
+            if key in idf:
+                query.weights[key] = idf[key] * BIGRAM_WEIGHT
+        query.mass = sum(query.weights.values()) or 1.0
+        return query
+
+    def _retrieve(self, query: _Query, k: int) -> list[int]:
+        """Top-k entry positions by IDF-weighted feature overlap (answer features count less)."""
+        acc: dict[int, float] = {}
+        get = acc.get
+        for key, weight in query.weights.items():
+            ids = self._postings.get(key)
+            if ids is None:
+                continue
+            for i in ids:
+                acc[i] = get(i, 0.0) + weight
+        if len(acc) <= k:
+            return sorted(acc, key=acc.__getitem__, reverse=True)
+        return heapq.nlargest(k, acc, key=acc.__getitem__)
+
+    def _score(self, query: _Query, entry: _Entry) -> Candidate:
+        """Combine coverage, keyword evidence and fuzzy similarity into one calibrated 0..1 score."""
+        weights = query.weights
+        matched = 0.0
+        matched_answer = 0.0
+        reasons: list[str] = []
+        for key, weight in weights.items():
+            if key in entry.primary:
+                matched += weight
+                if key[0] == "w":
+                    reasons.append(key[1:])
+            elif key in entry.answer:
+                matched_answer += weight
+        # Share of the message's content that this entry explains.
+        query_cov = min(1.0, (matched + ANSWER_WEIGHT * matched_answer) / query.mass)
+
+        # Share of the best question's content that the message contains, blended with fuzzy similarity.
+        idf, norm = self._idf, query.norm
+        best_q, best_q_score = 0, -1.0
+        for j, feats in enumerate(entry.question_feats):
+            mass = entry.question_mass[j]
+            covered = sum(idf[f] * (1.0 if f[0] == "w" else BIGRAM_WEIGHT) for f in feats if f in weights)
+            cov = covered / mass if mass else 0.0
+            sim = fuzz.partial_ratio(entry.questions_norm[j], norm, score_cutoff=50) / 100.0
+            q_score = 0.65 * cov + 0.35 * sim
+            if q_score > best_q_score:
+                best_q, best_q_score = j, q_score
+
+        # Keywords are what ops said the entry is about: an exact hit is strong evidence.
+        kw_hits = [kw for kw in entry.keywords_norm if kw and kw in norm]
+        kw_score = 0.0
+        if kw_hits:
+            kw_score = 1.0 - 0.45 ** len(kw_hits)
+        else:
+            for kw in entry.keywords_norm:
+                if len(kw) >= 3:
+                    part = fuzz.partial_ratio(kw, norm, score_cutoff=80) / 100.0
+                    kw_score = max(kw_score, 0.5 * part)
+        for kw in kw_hits:
+            if kw not in reasons:
+                reasons.append(kw)
+
+        raw = W_QUERY * query_cov + W_QUESTION * best_q_score + W_KEYWORD * kw_score
+        score = SCALE * raw
+        return Candidate(
+            id=entry.doc.id,
+            score=round(min(1.0, max(0.0, score)), 4),
+            question=entry.doc.questions[best_q] if entry.doc.questions else "",
+            reasons=tuple(reasons),
+        )
+
+    def match(self, text: str, *, limit: int = 5, max_chars: int = 300) -> list[Candidate]:
+        """Ranked candidates for a message (at most `limit`); the message is cut to `max_chars` first."""
+        query = self._features(text[:max_chars])
+        if not query.weights:
+            return []
+        positions = self._retrieve(query, max(RETRIEVE_K, limit))
+        scored = [self._score(query, self._entries[i]) for i in positions]
+        scored.sort(key=lambda c: (-c.score, c.id))
+        return scored[:limit]
+
+
+def build_index(
+    docs: Iterable[FaqDoc],
+    *,
+    synonyms: Mapping[str, Sequence[str]] | None = None,
+    brand_words: Sequence[str] = (),
+    tokenizer: Tokenizer | None = None,
+) -> FaqIndex:
+    """Tokenise every entry once and build the inverted index; slow (jieba load): run it in a thread."""
+    docs = list(docs)
+    synonyms = synonyms or {}
+    if tokenizer is None:
+        user_words = [kw for d in docs for kw in d.keywords] + list(brand_words)
+        tokenizer = Tokenizer(user_words, synonyms, normalizer=Normalizer(synonyms))
+    norm = tokenizer.normalize
+
+    def feats(text: str) -> set[str]:
+        n = norm(text)
+        words = {"w" + w for w in tokenizer.cut_for_search(n) if w not in STOPWORDS}
+        return words | {"b" + g for g in _bigrams(n)}
+
+    raw: list[tuple[FaqDoc, list[set[str]], set[str], set[str]]] = []
+    df: dict[str, float] = {}
+    postings: dict[str, list[int]] = {}
+    for pos, doc in enumerate(docs):
+        q_feats = [feats(q) for q in doc.questions]
+        primary: set[str] = set().union(*q_feats) if q_feats else set()
+        for kw in doc.keywords:
+            primary |= feats(kw)
+        answer = feats(doc.answer) - primary if doc.answer else set()
+        raw.append((doc, q_feats, primary, answer))
+        for f in primary:
+            df[f] = df.get(f, 0.0) + 1.0
+            postings.setdefault(f, []).append(pos)
+        for f in answer:
+            # Answer text is long: a word there is weaker evidence that the entry is about it.
+            df[f] = df.get(f, 0.0) + 0.5
+            postings.setdefault(f, []).append(pos)
+
+    n = max(len(docs), 1)
+    idf = {f: math.log(1.0 + n / d) for f, d in df.items()}
+
+    def mass(fs: set[str]) -> float:
+        return sum(idf[f] * (1.0 if f[0] == "w" else BIGRAM_WEIGHT) for f in fs)
+
+    entries = [
+        _Entry(
+            doc=doc,
+            questions_norm=tuple(norm(q) for q in doc.questions),
+            question_feats=tuple(frozenset(fs) for fs in q_feats),
+            question_mass=tuple(mass(fs) for fs in q_feats),
+            keywords_norm=tuple(norm(k) for k in doc.keywords),
+            primary=frozenset(primary),
+            answer=frozenset(answer),
+        )
+        for doc, q_feats, primary, answer in raw
+    ]
+    return FaqIndex(entries, tokenizer, df, postings)
+
+
+def band(score: float, answer: float, suggest: float) -> Band:
+    """Map a score to a band: answer >= answer, suggest >= suggest, else silent."""
+    if score >= answer:
+        return "answer"
+    if score >= suggest:
+        return "suggest"
+    return "silent"
+
+
+def decide(
+    index: FaqIndex,
+    text: str,
+    *,
+    answer: float,
+    suggest: float,
+    menu_size: int = 3,
+    max_chars: int = 300,
+) -> Decision:
+    """Match a message and choose the band; two close, strong candidates make a menu, not an answer."""
+    candidates = index.match(text, limit=max(menu_size, 2), max_chars=max_chars)
+    if not candidates:
+        return Decision("silent", (), None)
+    best = candidates[0]
+    chosen = band(best.score, answer, suggest)
+    if chosen == "answer" and len(candidates) > 1:
+        runner_up = candidates[1]
+        if runner_up.score >= suggest and best.score - runner_up.score < MARGIN:
+            chosen = "suggest"
+    menu = tuple(c for c in candidates[:menu_size] if c.score >= suggest) or (best,)
+    return Decision(chosen, menu, best)
