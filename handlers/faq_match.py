@@ -35,7 +35,8 @@ ANSWER_WEIGHT = 0.5
 BIGRAM_WEIGHT = 0.6
 # A feature in more than this share of a large library says nothing about which entry is meant; skip
 # it during retrieval so a posting list never spans the whole library.
-MAX_DF_SHARE = 0.2
+MAX_DF_SHARE = 0.05
+MIN_POSTINGS_LIMIT = 64
 # Two candidates whose scores are this close are a coin toss: offer both rather than pick one.
 MARGIN = 0.06
 # Weights of the evidence and the factor that maps the raw blend onto the 0..1 scale of the bands.
@@ -122,7 +123,7 @@ class FaqIndex:
         # A feature no entry has gets the weight of the rarest possible one: unknown content in a message
         # is a sign the customer is asking about something the library does not cover.
         self._idf_unknown = math.log(1.0 + n / 0.5)
-        limit = max(MAX_DF_SHARE * n, 8)
+        limit = max(MAX_DF_SHARE * n, MIN_POSTINGS_LIMIT)
         self._postings = {f: ids for f, ids in postings.items() if len(ids) <= limit}
 
     def __len__(self) -> int:
