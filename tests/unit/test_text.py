@@ -1,0 +1,54 @@
+"""Normalisation and tokenisation tables."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.text import Normalizer, Tokenizer, normalize
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("ＡＢＣ１２３", "abc123"),  # full width to half width, lower case
+        ("WiFi密码多少？！", "wifi密码多少"),
+        ("谢谢啦😊", "谢谢"),
+        ("阔以带狗狗进店吗🐶", "可以带狗狗进店吗"),
+        ("嗯呢", ""),
+        ("哈哈哈哈哈哈", ""),
+        ("过生日可以白嫖一杯吗哈哈哈", "过生日可以白嫖一杯吗"),
+        ("哈密瓜有吗", "哈密瓜有吗"),  # 哈 starting a word is not a particle
+        ("去酒吧", "去酒吧"),  # 吧 ending a word is not a particle
+        ("啊啊啊点错了", "点错了"),
+        ("早上神马时候开门啊", "早上什么时候开门"),
+        ("我的优惠卷呢", "我的优惠券"),
+        ("[表情]", ""),
+        ("  多个   空格  ", "多个 空格"),
+        ("这个咋弄呀", "这个怎么弄"),
+    ],
+)
+def test_normalize_table(raw: str, expected: str) -> None:
+    assert normalize(raw) == expected
+
+
+def test_synonym_variants_map_to_canonical() -> None:
+    synonyms = {"纸尿裤": ["尿不湿", "尿片"], "配送费": ["跑腿费", "运费"]}
+    assert normalize("尿不湿有大号吗", synonyms) == "纸尿裤有大号吗"
+    assert Normalizer(synonyms)("点外卖要付跑腿费吗") == "点外卖要付配送费吗"
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Tokenizer:
+    return Tokenizer(["栖木咖啡", "成长值"], {"纸尿裤": ["尿不湿"]})
+
+
+def test_tokenizer_keeps_library_words_whole(tokenizer: Tokenizer) -> None:
+    assert "栖木咖啡" in tokenizer.tokenize("栖木咖啡的成长值怎么算")
+    assert "成长值" in tokenizer.tokenize("栖木咖啡的成长值怎么算")
+    assert "纸尿裤" in tokenizer.tokenize("尿不湿多少钱")
+
+
+def test_tokenizer_is_private_instance(tokenizer: Tokenizer) -> None:
+    import jieba
+
+    assert tokenizer._jieba is not jieba.dt
