@@ -20,7 +20,7 @@ import datetime as dt
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
@@ -744,7 +744,7 @@ class ContentStore:
                     )
                 ]
             )
-        snapshot = await self._build(latest[1])
+        snapshot = await self._build(await latest[1]())
         self._current = snapshot
         _LOGGER.info(
             "content loaded from %s: digest=%s faqs=%d",
@@ -764,7 +764,7 @@ class ContentStore:
             digest, fetch = latest
             if digest == current.digest or digest in self._rejected:
                 return False
-            files = await fetch() if callable(fetch) else fetch
+            files = await fetch()
             try:
                 snapshot = await self._build(files)
             except ContentErrors as exc:
@@ -828,15 +828,19 @@ class ContentStore:
             snapshot = dataclasses.replace(snapshot, index=index)
         return snapshot
 
-    async def _latest(self) -> tuple[str, Any] | None:
-        """(digest, files or an async fetcher of them) of the newest version, None when there is none."""
+    async def _latest(self) -> tuple[str, Callable[[], Awaitable[Mapping[str, str]]]] | None:
+        """(digest, async fetcher of its files) of the newest version; None when there is none."""
         if self._settings.source == "files":
             files = await asyncio.to_thread(read_library_files, self.directory)
             if not files and not self.directory.is_dir():
                 raise ContentErrors(
                     [errors.ContentError(str(self.directory), None, "content directory does not exist")]
                 )
-            return digest_files(files), files
+
+            async def read() -> Mapping[str, str]:
+                return files
+
+            return digest_files(files), read
         assert self._sessions is not None
         sessions = self._sessions
         async with sessions() as session:
