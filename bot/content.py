@@ -301,7 +301,7 @@ class ServiceHours(_Model):
         if isinstance(raw, Mapping) and "days" not in raw:
             return {
                 "days": {k: v for k, v in raw.items() if k != "holidays"},
-                "holidays": raw.get("holidays", ()),
+                "holidays": raw.get("holidays") or (),
             }
         return raw
 
