@@ -94,6 +94,46 @@ class CancelTimer(Action):
     key: str
 
 
+@dataclass(frozen=True)
+class UpdateKfSession(Action):
+    """Change the bot's view of a kf session (mode, misses, the 5-message window)."""
+
+    open_kfid: str
+    external_userid: str
+    at: float
+    mode: str | None = None
+    misses: int | None = None
+    customer_wrote: bool = False
+    sent: int = 0
+
+
+@dataclass(frozen=True)
+class RecordHandoff(Action):
+    """Remember that a customer asked for a person (or the bot gave up)."""
+
+    open_kfid: str
+    external_userid: str
+    reason: str
+    outside_hours: bool
+    at: float
+    source_key: str
+
+
+@dataclass(frozen=True)
+class SuggestToGuide(Action):
+    """A reply prepared for a guide (the sidebar shows it); optionally the guide is notified."""
+
+    external_userid: str
+    query: str
+    faq_id: str
+    score: float
+    band: str
+    reply: str
+    at: float
+    source_key: str
+    userid: str = ""
+
+
 # --- WeCom actions (through the outbox) -------------------------------------------------------------
 
 
@@ -160,6 +200,71 @@ class SendKfText(WeComAction):
     @property
     def idem_key(self) -> str:
         return f"kf:reply:{self.open_kfid}:{self.reply_to}"
+
+    @property
+    def partition(self) -> str:
+        return f"cust:{self.external_userid}"
+
+
+@dataclass(frozen=True)
+class SendKfMenu(WeComAction):
+    """kf/send_msg of a msgmenu: "您是想问：" with clickable questions (a click comes back with menu_id)."""
+
+    kind: ClassVar[str] = "kf_send_menu"
+    open_kfid: str
+    external_userid: str
+    head: str
+    items: tuple[tuple[str, str], ...]
+    tail: str
+    reply_to: str
+
+    @property
+    def idem_key(self) -> str:
+        return f"kf:menu:{self.open_kfid}:{self.reply_to}"
+
+    @property
+    def partition(self) -> str:
+        return f"cust:{self.external_userid}"
+
+
+@dataclass(frozen=True)
+class SendKfEventMessage(WeComAction):
+    """kf/send_msg_on_event: the one message an event code allows (enter_session welcome: 20 s)."""
+
+    kind: ClassVar[str] = "kf_send_on_event"
+    code: str
+    external_userid: str
+    content: str
+    event_time: float = 0.0
+    window_seconds: float = 20.0
+
+    @property
+    def idem_key(self) -> str:
+        return f"kf:event:{self.code}"
+
+    @property
+    def partition(self) -> str:
+        return f"cust:{self.external_userid}"
+
+    def deadline(self, now: float) -> float | None:
+        return (self.event_time or now) + self.window_seconds
+
+
+@dataclass(frozen=True)
+class KfHandOff(WeComAction):
+    """Tell the customer a person is coming (kf/send_msg), then kf/service_state/trans to 2 or 3."""
+
+    kind: ClassVar[str] = "kf_handoff"
+    open_kfid: str
+    external_userid: str
+    message: str
+    service_state: int
+    reply_to: str
+    servicer_userid: str = ""
+
+    @property
+    def idem_key(self) -> str:
+        return f"kf:handoff:{self.open_kfid}:{self.reply_to}"
 
     @property
     def partition(self) -> str:
@@ -240,15 +345,27 @@ class MarkTags(WeComAction):
 
 
 WECOM_ACTIONS: dict[str, type[WeComAction]] = {
-    cls.kind: cls for cls in (SendWelcome, SendKfText, NotifyStaff, RefreshCustomer, SyncKf, MarkTags)
+    cls.kind: cls
+    for cls in (
+        SendWelcome,
+        SendKfText,
+        SendKfMenu,
+        SendKfEventMessage,
+        KfHandOff,
+        NotifyStaff,
+        RefreshCustomer,
+        SyncKf,
+        MarkTags,
+    )
 }
 
 
 def rebuild(kind: str, payload: dict[str, Any]) -> WeComAction:
     """The WeCom action stored in an outbox row."""
     cls = WECOM_ACTIONS[kind]
-    fields = dict(payload)
-    for name, value in fields.items():
-        if isinstance(value, list):
-            fields[name] = tuple(value)
-    return cls(**fields)
+    return cls(**{name: _tuples(value) for name, value in payload.items()})
+
+
+def _tuples(value: Any) -> Any:
+    """JSON lists back to the tuples the frozen actions hold (nested, for menu items)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value

@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from bot import __version__, errors
+from bot.cli_content import add_content_commands
+from bot.cli_faq import add_faq_eval_command, add_preview_command
 from bot.clock import SHANGHAI
 from bot.config import Settings, load_settings, masked_dump, secret_values
 from bot.logs import setup_logging
@@ -54,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
 
     cmd = sub.add_parser("routes", help="print the routing table")
     cmd.set_defaults(func=cmd_routes)
+
+    content = sub.add_parser("content", help="content library tools").add_subparsers(metavar="ACTION")
+    add_content_commands(content)
+    add_preview_command(content)
+
+    faq = sub.add_parser("faq", help="FAQ matcher tools").add_subparsers(metavar="ACTION")
+    add_faq_eval_command(faq)
 
     config = sub.add_parser("config", help="settings tools").add_subparsers(metavar="ACTION")
     cmd = config.add_parser("show", help="print the effective settings, secrets masked")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot.config import FaqSettings
+from bot.config import FaqSettings, load_settings
 from bot.faq_eval import load_docs, run
 from handlers.faq_match import build_index, decide
 
@@ -16,9 +16,9 @@ __all__ = ["DEFAULT_LIBRARY", "add_faq_eval_command", "add_preview_command", "cm
 DEFAULT_LIBRARY = Path("content_library/faq.yaml")
 
 
-def _faq_settings() -> FaqSettings:
-    """Band defaults from the settings schema (config files are read by bot/cli.py, not here)."""
-    return FaqSettings()
+def _faq_settings(args: argparse.Namespace) -> FaqSettings:
+    """The faq section of the settings `siyu` was given (bands, menu size)."""
+    return load_settings(getattr(args, "config", None)).faq
 
 
 def cmd_faq_eval(args: argparse.Namespace) -> int:
@@ -27,7 +27,7 @@ def cmd_faq_eval(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             print(f"faq eval: {label} file not found: {path}", file=sys.stderr)
             return 2
-    faq = _faq_settings()
+    faq = _faq_settings(args)
     answer = faq.bands.answer if args.answer is None else args.answer
     suggest = faq.bands.suggest if args.suggest is None else args.suggest
     run(
@@ -67,7 +67,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    faq = _faq_settings()
+    faq = _faq_settings(args)
     docs, synonyms, brand_words = load_docs(library)
     index = build_index(docs, synonyms=synonyms, brand_words=brand_words)
     answer, suggest = faq.bands.answer, faq.bands.suggest

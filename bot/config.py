@@ -147,6 +147,7 @@ class FaqSettings(_Section):
     max_query_chars: int = Field(300, gt=0)
     misses_before_handoff: int = Field(2, ge=1)
     handoff_to: Literal["queue", "servicer"] = "queue"
+    servicer_userid: str = ""
     notify_guides: bool = False
 
 
@@ -214,6 +215,13 @@ def load_settings(
             raise errors.ConfigError(f"secrets file {secrets_file} does not exist")
         _deep_merge(data, _read_yaml(secrets_file))
     _deep_merge(data, env_overrides(environ))
+    if path.exists():
+        # Relative paths in the settings are relative to the settings file, not to the caller's cwd.
+        content = data.setdefault("content", {}) or {}
+        directory = Path(str(content.get("dir", ContentSettings().dir)))
+        if not directory.is_absolute():
+            content["dir"] = str((path.parent / directory).resolve())
+        data["content"] = content
     return _validate(data)
 
 

@@ -14,7 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import actions as act
 from bot.clock import Clock
-from bot.store.models import Customer, Follow, OutboxRow, TimelineEntry, TimerRow
+from bot.store.models import (
+    Customer,
+    Follow,
+    HandoffRequest,
+    KfSession,
+    OutboxRow,
+    Suggestion,
+    TimelineEntry,
+    TimerRow,
+)
 from bot.store.notify import notify
 from bot.store.sql import insert_ignore
 
@@ -49,6 +58,35 @@ class Effects:
                     await self.record(session, action)
                 case act.Schedule():
                     await self._schedule(session, action)
+                case act.UpdateKfSession():
+                    await self._update_kf_session(session, action)
+                case act.RecordHandoff():
+                    await session.execute(
+                        insert_ignore(session, HandoffRequest).values(
+                            source_key=action.source_key[:255],
+                            open_kfid=action.open_kfid,
+                            external_userid=action.external_userid,
+                            reason=action.reason,
+                            outside_hours=action.outside_hours,
+                            status="open",
+                            requested_at=action.at,
+                        )
+                    )
+                case act.SuggestToGuide():
+                    await session.execute(
+                        insert_ignore(session, Suggestion).values(
+                            source_key=action.source_key[:255],
+                            external_userid=action.external_userid,
+                            userid=action.userid,
+                            query=action.query,
+                            faq_id=action.faq_id,
+                            score=action.score,
+                            band=action.band,
+                            reply=action.reply,
+                            status="new",
+                            created_at=action.at,
+                        )
+                    )
                 case act.CancelTimer():
                     await session.execute(
                         update(TimerRow)
@@ -188,6 +226,32 @@ class Effects:
                 recorded_at=self._clock.timestamp(),
             )
         )
+
+    async def _update_kf_session(self, session: AsyncSession, action: act.UpdateKfSession) -> None:
+        await session.execute(
+            insert_ignore(session, KfSession).values(
+                open_kfid=action.open_kfid,
+                external_userid=action.external_userid,
+                mode="bot",
+                misses=0,
+                last_customer_at=0.0,
+                sent_since_customer=0,
+                updated_at=action.at,
+            )
+        )
+        row = await session.get(KfSession, (action.open_kfid, action.external_userid), populate_existing=True)
+        assert row is not None
+        if action.customer_wrote:
+            # A customer message opens a fresh 48 h window and resets the 5-message count (§8.3).
+            row.last_customer_at, row.sent_since_customer = action.at, 0
+        row.sent_since_customer += action.sent
+        if action.mode is not None:
+            if action.mode != row.mode:
+                row.handed_off_at = action.at if action.mode == "human" else None
+            row.mode = action.mode
+        if action.misses is not None:
+            row.misses = action.misses
+        row.updated_at = action.at
 
     async def _schedule(self, session: AsyncSession, action: act.Schedule) -> None:
         await session.execute(

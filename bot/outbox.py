@@ -199,6 +199,9 @@ class OutboxSender:
 _KIND_NAMES = {
     "send_welcome": "欢迎语",
     "kf_send_text": "微信客服回复",
+    "kf_send_menu": "微信客服问题菜单",
+    "kf_send_on_event": "微信客服欢迎语",
+    "kf_handoff": "转人工",
     "mark_tags": "客户标签",
 }
 

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from bot import kf, metrics
 from bot.clock import Clock
 from bot.config import APP_NAMES, Settings
+from bot.content import ContentStore
 from bot.deps import Deps
 from bot.effects import Effects
 from bot.inbox import Inbox, InboxWorker
@@ -31,11 +32,19 @@ from bot.senders import SendContext
 from bot.store import db, housekeeping
 from bot.store.models import InboxRow, OutboxRow, TimerRow
 from bot.store.notify import Listener
+from bot.store.readers import KfSessions
 from bot.wecom.client import WeComClient
 from bot.wecom.crypto import CallbackCrypto
 from bot.wecom.tokens import TokenCache
 
 _LOGGER = logging.getLogger(__name__)
+
+
+def build_faq_index(snapshot):  # type: ignore[no-untyped-def]
+    """The FAQ capability's index builder (imported late: handlers import bot modules)."""
+    from handlers.faq import build_faq_index as build
+
+    return build(snapshot)
 
 
 def default_routers() -> tuple[Router, ...]:
@@ -64,6 +73,7 @@ class Runtime:
     outbox: OutboxSender
     scheduler: Scheduler
     deps: Deps
+    content: ContentStore
     _owns_http: bool = False
     _tasks: set[asyncio.Task] = field(default_factory=set)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -108,7 +118,15 @@ class Runtime:
             )
             for name in APP_NAMES
         }
-        deps = Deps(clock=clock, settings=settings)
+        content = ContentStore(settings, clock, sessions, index_builder=build_faq_index)
+        try:
+            await content.start()  # invalid content: refuse to serve
+        except BaseException:
+            await engine.dispose()
+            raise
+        deps = Deps(
+            clock=clock, settings=settings, content=lambda: content.current, kf_sessions=KfSessions(sessions)
+        )
         dispatcher = Dispatcher(default_routers() if routers is None else routers)
         effects = Effects(clock)
         inbox = Inbox(sessions, clock)
@@ -117,21 +135,22 @@ class Runtime:
         outbox = OutboxSender(sessions, effects, context, clock, settings.outbox)
         scheduler = Scheduler(sessions, effects, clock, settings.scheduler, deps)
         return cls(
-            settings,
-            clock,
-            engine,
-            sessions,
-            kv,
-            http,
-            client,
-            cryptos,
-            dispatcher,
-            effects,
-            inbox,
-            worker,
-            outbox,
-            scheduler,
-            deps,
+            settings=settings,
+            clock=clock,
+            engine=engine,
+            sessions=sessions,
+            kv=kv,
+            http=http,
+            client=client,
+            cryptos=cryptos,
+            dispatcher=dispatcher,
+            effects=effects,
+            inbox=inbox,
+            worker=worker,
+            outbox=outbox,
+            scheduler=scheduler,
+            deps=deps,
+            content=content,
             _owns_http=owns_http,
         )
 
@@ -183,7 +202,12 @@ class Runtime:
             )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        for name, coro in (("gauges", self._gauges()), ("housekeeping", self._housekeeping())):
+        background = (
+            ("gauges", self._gauges()),
+            ("housekeeping", self._housekeeping()),
+            ("content", self.content.run(self._stopping)),
+        )
+        for name, coro in background:
             task = asyncio.create_task(coro, name=f"siyu-{name}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

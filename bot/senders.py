@@ -108,6 +108,71 @@ async def send_kf_text(ctx: SendContext, action: act.SendKfText) -> Sent:
     return Sent({"msgid": answer.get("msgid", "")}, [entry])
 
 
+@sender(act.SendKfMenu.kind)
+async def send_kf_menu(ctx: SendContext, action: act.SendKfMenu) -> Sent:
+    """kf/send_msg of a msgmenu; a click comes back as a text message carrying the item's id."""
+    menu = {
+        "head_content": action.head,
+        "list": [
+            {"type": "click", "click": {"id": item_id, "content": text}} for item_id, text in action.items
+        ],
+        "tail_content": action.tail,
+    }
+    answer = await ctx.client.kf_send_msg(
+        action.external_userid, action.open_kfid, "msgmenu", menu, msgid=wecom_msgid(action.idem_key)
+    )
+    entry = act.RecordTimeline(
+        action.external_userid,
+        "kf_menu_sent",
+        "微信客服给出了问题菜单",
+        ctx.clock.timestamp(),
+        f"sent:{action.idem_key}",
+        {"items": [text for _, text in action.items], "open_kfid": action.open_kfid},
+    )
+    return Sent({"msgid": answer.get("msgid", "")}, [entry])
+
+
+@sender(act.SendKfEventMessage.kind)
+async def send_kf_event_message(ctx: SendContext, action: act.SendKfEventMessage) -> Sent:
+    """kf/send_msg_on_event with the event's code (single use)."""
+    answer = await ctx.client.kf_send_msg_on_event(
+        action.code, "text", {"content": action.content}, msgid=wecom_msgid(action.idem_key)
+    )
+    entry = act.RecordTimeline(
+        action.external_userid,
+        "kf_welcome_sent",
+        "微信客服已发送欢迎语",
+        ctx.clock.timestamp(),
+        f"sent:{action.idem_key}",
+        {"text": action.content},
+    )
+    return Sent({"msgid": answer.get("msgid", "")}, [entry])
+
+
+@sender(act.KfHandOff.kind)
+async def kf_handoff(ctx: SendContext, action: act.KfHandOff) -> Sent:
+    """Tell the customer first (sending is only allowed before the hand-off), then move the session."""
+    await ctx.client.kf_send_msg(
+        action.external_userid,
+        action.open_kfid,
+        "text",
+        {"content": action.message},
+        msgid=wecom_msgid(action.idem_key),
+    )
+    answer = await ctx.client.kf_service_state_trans(
+        action.open_kfid, action.external_userid, action.service_state, action.servicer_userid or None
+    )
+    entry = act.RecordTimeline(
+        action.external_userid,
+        "kf_handed_off",
+        "已转人工客服" if action.service_state == 3 else "已转入人工客服排队",
+        ctx.clock.timestamp(),
+        f"sent:{action.idem_key}",
+        {"service_state": action.service_state, "open_kfid": action.open_kfid},
+    )
+    return Sent({"msg_code": answer.get("msg_code", "")}, [entry])
+
+
 @sender(act.NotifyStaff.kind)
 async def notify_staff(ctx: SendContext, action: act.NotifyStaff) -> Sent:
     """message/send to guides, with WeCom's duplicate check on."""

@@ -1,5 +1,5 @@
 """Capabilities: each module declares a Router and returns actions; ROUTERS is the dispatch order."""
 
-from handlers import timeline
+from handlers import faq, timeline
 
-ROUTERS = (timeline.router,)
+ROUTERS = (timeline.router, faq.router)

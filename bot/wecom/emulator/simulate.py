@@ -392,8 +392,9 @@ class SimulateMixin:
         open_kfid: str = DEMO_OPEN_KFID,
         external_userid: str | None = None,
         name: str | None = None,
+        menu_id: str = "",
     ) -> dict[str, Any]:
-        """A customer writes to the kf account: log item (origin 3), session 4 -> 0, kf_msg_or_event."""
+        """A customer writes to the kf account (or clicks a menu item: menu_id), then kf_msg_or_event."""
         self._kf_account(open_kfid)
         customer = self._new_customer(external_userid, name)
         sess = kf_model.session(self, open_kfid, customer.external_userid)
@@ -405,7 +406,8 @@ class SimulateMixin:
                 "external_userid": customer.external_userid,
                 "origin": 3,
                 "msgtype": "text",
-                "text": {"content": text},
+                # A click on a msgmenu "click" item arrives as text carrying the item's id (p/94670).
+                "text": {"content": text, "menu_id": menu_id} if menu_id else {"content": text},
             },
         )
         notify = await self._kf_notify(open_kfid)

@@ -1,0 +1,35 @@
+"""Read-only views handlers get through `Deps` (the only state handlers read)."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from bot.deps import KfSessionView
+from bot.store.models import InboxRow, KfSession
+
+
+class KfSessions:
+    """Reads the bot's kf session rows."""
+
+    def __init__(self, sessions: async_sessionmaker) -> None:
+        self._sessions = sessions
+
+    async def get(self, open_kfid: str, external_userid: str) -> KfSessionView:
+        """The session's state, and how many of the customer's messages wait behind the current one."""
+        async with self._sessions() as session:
+            row = await session.get(KfSession, (open_kfid, external_userid))
+            # The message being handled is one of these rows (processing); the rest arrived after it.
+            waiting = await session.scalar(
+                select(func.count())
+                .select_from(InboxRow)
+                .where(
+                    InboxRow.partition_key == f"cust:{external_userid}",
+                    InboxRow.kind == "KfCustomerMessage",
+                    InboxRow.status.in_(("pending", "processing")),
+                )
+            )
+        newer = max(0, (waiting or 0) - 1)
+        if row is None:
+            return KfSessionView(newer_messages=newer)
+        return KfSessionView(row.mode, row.misses, row.last_customer_at, row.sent_since_customer, newer)
