@@ -95,6 +95,8 @@ async def run_demo(base: Settings, *, keep: bool = False, out: Callable[[str], N
         )
         customer = await chapter_new_contact(demo)
         await chapter_kf_message(demo, customer)
+        await chapter_kf_menu(demo, customer)
+        await chapter_kf_handoff(demo, customer)
         await chapter_wecom_retry(demo)
         await print_timeline(demo, customer)
         await print_calls(demo)
@@ -134,7 +136,9 @@ async def chapter_new_contact(demo: Demo) -> str:
 
 async def chapter_kf_message(demo: Demo, customer: str) -> None:
     """She writes to 微信客服; the first pull meets a WeCom 'system busy' and is retried."""
-    demo.out("\n2. She writes to 微信客服; WeCom answers the first kf/sync_msg with -1 (system busy)")
+    demo.out(
+        "\n2. She asks 微信客服 「宝宝八个月了，奶粉怎么冲泡？」; WeCom answers the first kf/sync_msg with -1"
+    )
     demo.emu.add_fault("/cgi-bin/kf/sync_msg", errcode=-1, count=1)
     await demo.emu.simulate_kf_message("宝宝八个月了，奶粉怎么冲泡？", external_userid=customer)
     demo.clock.advance(seconds=1)
@@ -155,11 +159,60 @@ async def chapter_kf_message(demo: Demo, customer: str) -> None:
             await session.scalars(select(TimelineEntry.kind).where(TimelineEntry.external_userid == customer))
         )
     demo.check(kinds.count("kf_message") == 1, "the kf message is on her timeline exactly once")
+    answers = _kf_sends(demo)
+    demo.check(
+        len(answers) == 1 and "温开水" in answers[0].get("text", {}).get("content", ""),
+        "the FAQ bot answered 奶粉怎么冲泡 once, in kf",
+    )
+
+
+def _kf_sends(demo: Demo) -> list[dict[str, Any]]:
+    return [c["body"] for c in demo.emu.calls("/cgi-bin/kf/send_msg") if c["errcode"] == 0]
+
+
+async def chapter_kf_menu(demo: Demo, customer: str) -> None:
+    """A vague question gets a menu of the likely questions; her click gets the answer."""
+    demo.out("\n3. She asks something vague: 「纸尿裤」")
+    await demo.emu.simulate_kf_message("纸尿裤", external_userid=customer)
+    demo.clock.advance(seconds=30)
+    await demo.settle()
+    menu = _kf_sends(demo)[-1]
+    items = menu.get("msgmenu", {}).get("list", [])
+    titles = "、".join(i["click"]["content"] for i in items)
+    demo.check(
+        menu.get("msgtype") == "msgmenu" and len(items) >= 2, f"the bot offered a menu: 您是想问：{titles}"
+    )
+    if not items:
+        return
+    choice = items[0]["click"]
+    await demo.emu.simulate_kf_message(choice["content"], external_userid=customer, menu_id=choice["id"])
+    demo.clock.advance(seconds=30)
+    await demo.settle()
+    answer = _kf_sends(demo)[-1]
+    demo.check(answer.get("msgtype") == "text", f"she tapped 「{choice['content']}」 and got its answer")
+
+
+async def chapter_kf_handoff(demo: Demo, customer: str) -> None:
+    """She asks for a person: the chat moves to the kf queue and the bot keeps quiet."""
+    demo.out("\n4. She writes 「转人工」")
+    await demo.emu.simulate_kf_message("转人工", external_userid=customer)
+    demo.clock.advance(seconds=30)
+    await demo.settle()
+    trans = demo.emu.calls("/cgi-bin/kf/service_state/trans")
+    demo.check(
+        len(trans) == 1 and trans[0]["body"].get("service_state") == 2 and trans[0]["errcode"] == 0,
+        "kf/service_state/trans moved the chat to the waiting queue (state 2), after telling her",
+    )
+    before = len(_kf_sends(demo))
+    await demo.emu.simulate_kf_message("奶粉怎么冲泡", external_userid=customer)
+    demo.clock.advance(seconds=30)
+    await demo.settle()
+    demo.check(len(_kf_sends(demo)) == before, "while a person serves, the bot stays quiet")
 
 
 async def chapter_wecom_retry(demo: Demo) -> None:
     """WeCom re-sends the add callback (it did not see our 200 in time): acknowledged, not redone."""
-    demo.out("\n3. WeCom re-sends the add_external_contact callback")
+    demo.out("\n5. WeCom re-sends the add_external_contact callback")
     first = next(c for c in demo.emu.callbacks if c["event"].endswith("add_external_contact"))
     again = await demo.emu.deliver("contact", first["plaintext"], event="retry")
     await demo.settle()
@@ -197,6 +250,8 @@ async def print_timeline(demo: Demo, customer: str) -> None:
     )
     for entry in entries:
         text = entry.data.get("text") if isinstance(entry.data, dict) else None
+        if text and len(text) > 40:
+            text = text[:40] + "…"
         demo.out(f"   {_hhmmss(entry.occurred_at)}  {entry.summary}" + (f"：「{text}」" if text else ""))
 
 
