@@ -20,7 +20,7 @@ import datetime as dt
 import hashlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
@@ -60,12 +60,7 @@ _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 _ID = re.compile(r"[a-z][a-z0-9_]*")
 
 
-class ContentErrors(errors.SiyuError):
-    """The content library is invalid."""
-
-    def __init__(self, problems: Iterable[errors.ContentError]) -> None:
-        self.errors = list(problems)
-        super().__init__("\n".join(str(e) for e in self.errors) or None)
+ContentErrors = errors.ContentErrors  # re-exported: callers catch content.ContentErrors
 
 
 # ---------------------------------------------------------------------------------------------- text

@@ -17,6 +17,8 @@ SiyuError
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class SiyuError(Exception):
     """Siyu failed."""
@@ -36,6 +38,14 @@ class ContentError(SiyuError):
         self.file, self.line, self.reason = file, line, reason
         where = f"{file}:{line}" if line is not None else file
         super().__init__(f"{where}: {reason}")
+
+
+class ContentErrors(SiyuError):
+    """The content library is invalid."""
+
+    def __init__(self, problems: Iterable[ContentError]) -> None:
+        self.errors = list(problems)
+        super().__init__("\n".join(str(e) for e in self.errors) or None)
 
 
 class SchemaBehind(SiyuError):
