@@ -11,6 +11,7 @@ from typing import Literal
 
 from rapidfuzz import fuzz
 
+from bot.lexicon import default_matcher, is_acknowledgement, mentions_elsewhere
 from bot.text import STOPWORDS, Normalizer, Tokenizer
 
 __all__ = [
@@ -33,12 +34,22 @@ RETRIEVE_K = 12
 ANSWER_WEIGHT = 0.5
 # Bigrams overlap by accident more often than whole words do.
 BIGRAM_WEIGHT = 0.6
+# A shared concept (跑腿费 ~ 配送费) is good evidence but looser than the same word; a shared question type
+# (多少钱, 多久) only says the message asks the same kind of thing.
+CONCEPT_WEIGHT = 1.0
+QTYPE_WEIGHT = 0.5
+# ... and a concept the message names with the very word the library uses adds little to that word.
+ECHO_FACTOR = 0.25
 # A feature in more than this share of a large library says nothing about which entry is meant; skip
 # it during retrieval so a posting list never spans the whole library.
 MAX_DF_SHARE = 0.05
 MIN_POSTINGS_LIMIT = 64
 # Two candidates whose scores are this close are a coin toss: offer both rather than pick one.
 MARGIN = 0.06
+# Thanks and acknowledgements that ask nothing may still name a topic; keep them out of the answer band.
+ACK_FACTOR = 0.5
+# A question about another shop or marketplace is at most worth offering to a person.
+ELSEWHERE_FACTOR = 0.75
 # Weights of the evidence and the factor that maps the raw blend onto the 0..1 scale of the bands.
 W_QUERY, W_QUESTION, W_KEYWORD = 0.60, 0.20, 0.20
 SCALE = 1.35
@@ -96,6 +107,21 @@ class _Query:
     mass: float = 0.0
 
 
+def _kind_weight(feature: str) -> float:
+    """How much a feature of this kind counts relative to a whole word with the same IDF."""
+    kind = feature[0]
+    if kind == "w":
+        return 1.0
+    if kind == "b":
+        return BIGRAM_WEIGHT
+    return QTYPE_WEIGHT if feature[1] == "?" else CONCEPT_WEIGHT
+
+
+def _concepts(norm: str) -> set[str]:
+    """Concept features ('c' + concept name) of normalised text from the built-in lexicon."""
+    return {"c" + c for c in default_matcher()(norm)}
+
+
 def _bigrams(norm: str) -> set[str]:
     """Character bigrams inside each space-separated clause."""
     grams: set[str] = set()
@@ -141,14 +167,33 @@ class FaqIndex:
         words = [w for w in self._tok.cut_for_search(norm) if w not in STOPWORDS]
         query = _Query(norm=norm, words=words)
         idf, unknown = self._idf, self._idf_unknown
+        concepts, surfaces = default_matcher().find(norm)
+        # Surfaces whose concept some entry has: only those can stand in for the words they contain.
+        known = [s for s, names in surfaces.items() if any("c" + c in idf for c in names)]
         for w in words:
             key = "w" + w
+            if key not in idf and any(w in s for s in known):
+                # An unknown word the lexicon recognises (跑腿费 -> 配送费) is carried by its concept feature;
+                # counting it as unknown content too would read a paraphrase as an uncovered question.
+                continue
             # Unknown single characters are mostly noise (particles, measure words), unknown words are not.
             query.weights[key] = idf.get(key, unknown if len(w) > 1 else 0.5)
         for g in _bigrams(norm):
             key = "b" + g
             if key in idf:
                 query.weights[key] = idf[key] * BIGRAM_WEIGHT
+        echoes: dict[str, bool] = {}
+        for surface, names in surfaces.items():
+            # A concept found only through words the index already knows repeats their evidence.
+            echo = "w" + surface in idf and "w" + surface in query.weights
+            for c in names:
+                echoes[c] = echoes.get(c, True) and echo
+        for c in concepts:
+            key = "c" + c
+            # A concept no entry has is not evidence either way: the lexicon is broader than any library.
+            if key in idf:
+                factor = ECHO_FACTOR if echoes.get(c) else 1.0
+                query.weights[key] = idf[key] * _kind_weight(key) * factor
         query.mass = sum(query.weights.values()) or 1.0
         return query
 
@@ -187,7 +232,7 @@ class FaqIndex:
         best_q, best_q_score = 0, -1.0
         for j, feats in enumerate(entry.question_feats):
             mass = entry.question_mass[j]
-            covered = sum(idf[f] * (1.0 if f[0] == "w" else BIGRAM_WEIGHT) for f in feats if f in weights)
+            covered = sum(idf[f] * _kind_weight(f) for f in feats if f in weights)
             cov = covered / mass if mass else 0.0
             sim = fuzz.partial_ratio(entry.questions_norm[j], norm, score_cutoff=50) / 100.0
             q_score = 0.65 * cov + 0.35 * sim
@@ -208,8 +253,7 @@ class FaqIndex:
             if kw not in reasons:
                 reasons.append(kw)
 
-        raw = W_QUERY * query_cov + W_QUESTION * best_q_score + W_KEYWORD * kw_score
-        score = SCALE * raw
+        score = _combine(query_cov, best_q_score, kw_score)
         return Candidate(
             id=entry.doc.id,
             score=round(min(1.0, max(0.0, score)), 4),
@@ -224,8 +268,18 @@ class FaqIndex:
             return []
         positions = self._retrieve(query, max(RETRIEVE_K, limit))
         scored = [self._score(query, self._entries[i]) for i in positions]
+        factor = (ACK_FACTOR if is_acknowledgement(query.norm) else 1.0) * (
+            ELSEWHERE_FACTOR if mentions_elsewhere(query.norm) else 1.0
+        )
+        if factor != 1.0:
+            scored = [Candidate(c.id, round(c.score * factor, 4), c.question, c.reasons) for c in scored]
         scored.sort(key=lambda c: (-c.score, c.id))
         return scored[:limit]
+
+
+def _combine(query_cov: float, question_score: float, keyword_score: float) -> float:
+    """Blend the evidence into the 0..1 score the bands read."""
+    return SCALE * (W_QUERY * query_cov + W_QUESTION * question_score + W_KEYWORD * keyword_score)
 
 
 def build_index(
@@ -246,7 +300,7 @@ def build_index(
     def feats(text: str) -> set[str]:
         n = norm(text)
         words = {"w" + w for w in tokenizer.cut_for_search(n) if w not in STOPWORDS}
-        return words | {"b" + g for g in _bigrams(n)}
+        return words | {"b" + g for g in _bigrams(n)} | _concepts(n)
 
     raw: list[tuple[FaqDoc, list[set[str]], set[str], set[str]]] = []
     df: dict[str, float] = {}
@@ -270,7 +324,7 @@ def build_index(
     idf = {f: math.log(1.0 + n / d) for f, d in df.items()}
 
     def mass(fs: set[str]) -> float:
-        return sum(idf[f] * (1.0 if f[0] == "w" else BIGRAM_WEIGHT) for f in fs)
+        return sum(idf[f] * _kind_weight(f) for f in fs)
 
     entries = [
         _Entry(
