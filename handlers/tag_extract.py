@@ -69,7 +69,11 @@ _NEG, _QUESTION, _IRREALIS, _OTHERS = "neg", "question", "irrealis", "others"
 @dataclass(frozen=True, slots=True)
 class _Pattern:
     regex: re.Pattern[str]
-    trigger: str | None  # a literal the pattern cannot match without; None: always run
+    triggers: tuple[str, ...] | None  # literals the pattern cannot match without; None: always run
+
+    def may_match(self, found: Mapping[str, Any]) -> bool:
+        """False when no trigger occurs in the message, so the regex need not run."""
+        return self.triggers is None or any(t in found for t in self.triggers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,8 @@ class CompiledRules:
     irrealis: frozenset[str]
     others: frozenset[str]
     tag_rules: tuple[_Rule, ...]
+    by_word: Mapping[str, tuple[int, ...]]
+    always: tuple[int, ...]
     attrs: tuple[_Attr, ...]
     ages: tuple[tuple[str, str], ...]
     order: Mapping[str, int]
@@ -114,27 +120,60 @@ def _norm_word(word: str) -> str:
     return normalize(word) or word.casefold()
 
 
-def _trigger(pattern: str) -> str | None:
-    """The longest literal run at the top level of `pattern`, which every match must contain."""
-    try:
-        tree = _sre_parse.parse(pattern, re.IGNORECASE)
-    except re.error:
-        return None
-    best, run = "", ""
-    for op, arg in tree:
+def _literal_runs(items: Iterable[Any]) -> list[str]:
+    """Runs of consecutive literal characters in a parsed regex sequence."""
+    runs, run = [], ""
+    for op, arg in items:
         if str(op) == "LITERAL":
             run += chr(arg)
-            best = max(best, run, key=len)
-        else:
-            run = ""
-    return best or None
+            continue
+        if run:
+            runs.append(run)
+        run = ""
+    if run:
+        runs.append(run)
+    return runs
+
+
+def _branch_triggers(op: Any, arg: Any) -> tuple[str, ...] | None:
+    """For `(?:今天|明天)` at the top level: one leading literal per branch, or None."""
+    if str(op) == "SUBPATTERN":
+        inner = list(arg[-1])
+        if len(inner) != 1:
+            return None
+        op, arg = inner[0]
+    if str(op) != "BRANCH":
+        return None
+    out = []
+    for branch in arg[1]:
+        items = list(branch)
+        if not items or str(items[0][0]) != "LITERAL":
+            return None
+        out.append(_literal_runs(items)[0])
+    return tuple(out)
+
+
+def _triggers(pattern: str) -> tuple[str, ...] | None:
+    """Literals one of which every match of `pattern` contains; None when there are none to rely on."""
+    try:
+        tree = list(_sre_parse.parse(pattern, re.IGNORECASE))
+    except re.error:
+        return None
+    runs = _literal_runs(tree)
+    if runs:
+        return (max(runs, key=len),)
+    for op, arg in tree:
+        branches = _branch_triggers(op, arg)
+        if branches:
+            return branches
+    return None
 
 
 def _compile_pattern(pattern: str, placeholders: Mapping[str, str]) -> _Pattern:
     source = expand(pattern, placeholders)
     regex = re.compile(source, re.IGNORECASE)
-    trigger = _trigger(source)
-    return _Pattern(regex, _norm_word(trigger) if trigger else None)
+    triggers = _triggers(source)
+    return _Pattern(regex, tuple(_norm_word(t) for t in triggers) if triggers else None)
 
 
 def _words(words: Iterable[str]) -> frozenset[str]:
@@ -184,10 +223,26 @@ def compile_rules(rules: TaggingRules) -> CompiledRules:
     for rule in tag_rules:
         vocabulary |= rule.any | rule.none | rule.others
         vocabulary.update(*rule.all)
-        vocabulary.update(p.trigger for p in rule.patterns if p.trigger)
+        for p in rule.patterns:
+            vocabulary.update(p.triggers or ())
     for attr in attrs:
         vocabulary |= attr.none | attr.clause_none | attr.others
-        vocabulary.update(p.trigger for p in attr.patterns if p.trigger)
+        for p in attr.patterns:
+            vocabulary.update(p.triggers or ())
+    # Which rules a word can wake: a message only evaluates rules whose words (or triggers) occur in it.
+    by_word: dict[str, set[int]] = {}
+    always: list[int] = []
+    for index, rule in enumerate(tag_rules):
+        words = set(rule.any).union(*rule.all)
+        gated = True
+        for p in rule.patterns:
+            if p.triggers is None:
+                gated = False
+            words.update(p.triggers or ())
+        if not gated or not words:
+            always.append(index)
+        for word in words:
+            by_word.setdefault(word, set()).add(index)
     trie: dict[str, Any] = {}
     for word in vocabulary:
         if not word:
@@ -209,6 +264,8 @@ def compile_rules(rules: TaggingRules) -> CompiledRules:
         irrealis=_words(language.irrealis),
         others=_words(language.others),
         tag_rules=tuple(tag_rules),
+        by_word={word: tuple(sorted(indices)) for word, indices in by_word.items()},
+        always=tuple(always),
         attrs=tuple(attrs),
         ages=tuple(ages),
         order={tag: i for i, tag in enumerate(rules.tags())},
@@ -307,7 +364,7 @@ def _hit(msg: _Message, compiled: CompiledRules, words: Iterable[str], rule: _Ru
 
 def _pattern_hit(msg: _Message, compiled: CompiledRules, rule: _Rule) -> str | None:
     for pattern in rule.patterns:
-        if pattern.trigger is not None and pattern.trigger not in msg.found:
+        if not pattern.may_match(msg.found):
             continue
         for match in pattern.regex.finditer(msg.text):
             if _counts(
@@ -348,7 +405,7 @@ def _read_attribute(
         return None
     candidates: list[tuple[Any, str]] = []
     for pattern in attr.patterns:
-        if pattern.trigger is not None and pattern.trigger not in msg.found:
+        if not pattern.may_match(msg.found):
             continue
         for match in pattern.regex.finditer(msg.text):
             if not _counts(
@@ -407,7 +464,11 @@ def extract(text: str, rules: CompiledRules | TaggingRules, *, today: dt.date) -
         score += spec.points
 
     tags: set[str] = set()
-    for rule in compiled.tag_rules:
+    candidates = set(compiled.always)
+    for word in msg.found:
+        candidates.update(compiled.by_word.get(word, ()))
+    for index in sorted(candidates):
+        rule = compiled.tag_rules[index]
         spec = rule.spec
         if rule.none and not rule.none.isdisjoint(msg.found):
             continue
