@@ -12,7 +12,8 @@ from typing import Any
 
 from bot import __version__, errors
 from bot.cli_content import add_content_commands
-from bot.cli_faq import add_faq_eval_command, add_preview_command
+from bot.cli_faq import add_faq_eval_command, add_preview_command, cmd_preview
+from bot.cli_tagging import add_tagging_eval_command, add_tagging_preview_option, cmd_tagging_preview
 from bot.clock import SHANGHAI
 from bot.config import Settings, load_settings, masked_dump, secret_values
 from bot.logs import setup_logging
@@ -59,7 +60,12 @@ def _parser() -> argparse.ArgumentParser:
 
     content = sub.add_parser("content", help="content library tools").add_subparsers(metavar="ACTION")
     add_content_commands(content)
-    add_preview_command(content)
+    preview = add_preview_command(content)
+    add_tagging_preview_option(preview)
+    preview.set_defaults(func=_preview)
+
+    tagging = sub.add_parser("tagging", help="tagging rule tools").add_subparsers(metavar="ACTION")
+    add_tagging_eval_command(tagging)
 
     faq = sub.add_parser("faq", help="FAQ matcher tools").add_subparsers(metavar="ACTION")
     add_faq_eval_command(faq)
@@ -90,6 +96,11 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("id", type=int)
     cmd.set_defaults(func=cmd_outbox_retry)
     return parser
+
+
+def _preview(args: argparse.Namespace) -> int:
+    """`content preview TEXT`: the FAQ matcher's view, or with --tagging the tagging rules' view."""
+    return cmd_tagging_preview(args) if args.tagging else cmd_preview(args)
 
 
 def _settings(args: argparse.Namespace) -> Settings:

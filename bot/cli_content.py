@@ -7,7 +7,7 @@ import asyncio
 import getpass
 from pathlib import Path
 
-from bot import content
+from bot import content, errors, tagging
 from bot.clock import SystemClock
 from bot.config import Settings, load_settings
 
@@ -30,12 +30,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Print OK with counts, or every error; exit 1 on errors."""
     # With --dir no settings are read, so CI can check ops' pull requests without a config.yaml.
     directory = Path(args.dir) if getattr(args, "dir", None) else Path(_settings(args).content.dir)
+    problems: list[errors.ContentError] = []
+    snapshot = None
     try:
         snapshot = content.load_library(directory)
     except content.ContentErrors as exc:
-        _print_errors(directory, exc)
+        problems += exc.errors
+    rules = directory / "tagging.yaml"
+    if rules.exists():
+        try:
+            tagging.load_rules(rules)
+        except errors.ContentErrors as exc:
+            problems += exc.errors
+    if problems:
+        _print_errors(directory, content.ContentErrors(problems))
         return 1
-    print(f"OK {directory}: {summary(snapshot)}")
+    print(f"OK {directory}: {summary(snapshot)}" + (", tagging rules valid" if rules.exists() else ""))
     return 0
 
 

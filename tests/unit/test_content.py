@@ -615,3 +615,20 @@ def test_cli_validate_defaults_to_the_settings_dir(tmp_path, monkeypatch, settin
     args = parse("validate")
     assert args.func(args) == 0
     assert "2 FAQs" in capsys.readouterr().out
+
+
+def test_validate_also_checks_the_tagging_rules(tmp_path, capsys) -> None:
+    import argparse
+    import shutil
+
+    from bot import cli_content
+
+    library = tmp_path / "content_library"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "content_library", library)
+    assert cli_content.cmd_validate(argparse.Namespace(dir=str(library), config=None)) == 0
+    assert "tagging rules valid" in capsys.readouterr().out
+    (library / "tagging.yaml").write_text(
+        "brand: x\ngroups: {人群: [宝妈]}\nrules:\n  - id: r1\n    tag: 不存在的标签\n    any: [宝宝]\n"
+    )
+    assert cli_content.cmd_validate(argparse.Namespace(dir=str(library), config=None)) == 1
+    assert "tagging.yaml:" in capsys.readouterr().out
