@@ -28,7 +28,9 @@ __all__ = [
 Band = Literal["answer", "suggest", "silent"]
 
 # How many candidates the inverted index hands to the (slower) fuzzy scorer: bounds per-message work.
-RETRIEVE_K = 12
+RETRIEVE_K = 8
+# Candidates whose retrieval overlap is below this share of the leader's skip the fuzzy scorer.
+FUZZY_FLOOR = 0.3
 # Answer text is evidence too (it names the things the entry covers) but weaker than what ops wrote as
 # questions and keywords.
 ANSWER_WEIGHT = 0.5
@@ -44,6 +46,8 @@ ECHO_FACTOR = 0.25
 # it during retrieval so a posting list never spans the whole library.
 MAX_DF_SHARE = 0.05
 MIN_POSTINGS_LIMIT = 64
+# Only features in at most this share of a large library propose candidates; commoner ones add to them.
+GEN_SHARE = 0.01
 # Two candidates whose scores are this close are a coin toss: offer both rather than pick one.
 MARGIN = 0.06
 # Thanks and acknowledgements that ask nothing may still name a topic; keep them out of the answer band.
@@ -90,7 +94,8 @@ class _Entry:
 
     doc: FaqDoc
     questions_norm: tuple[str, ...]
-    question_feats: tuple[frozenset[str], ...]
+    # Per question: feature -> IDF x kind weight, pre-computed so scoring is a dictionary intersection.
+    question_feats: tuple[dict[str, float], ...]
     question_mass: tuple[float, ...]
     keywords_norm: tuple[str, ...]
     primary: frozenset[str]
@@ -151,6 +156,12 @@ class FaqIndex:
         self._idf_unknown = math.log(1.0 + n / 0.5)
         limit = max(MAX_DF_SHARE * n, MIN_POSTINGS_LIMIT)
         self._postings = {f: ids for f, ids in postings.items() if len(ids) <= limit}
+        # Features common enough that walking their postings costs more than checking the candidates
+        # the rarer features found: kept as sets so they only add to existing candidates.
+        self._gen_limit = max(GEN_SHARE * n, MIN_POSTINGS_LIMIT)
+        self._posting_sets = {
+            f: frozenset(ids) for f, ids in self._postings.items() if len(ids) > self._gen_limit
+        }
 
     def __len__(self) -> int:
         """Number of entries."""
@@ -197,21 +208,36 @@ class FaqIndex:
         query.mass = sum(query.weights.values()) or 1.0
         return query
 
-    def _retrieve(self, query: _Query, k: int) -> list[int]:
+    def _retrieve(self, query: _Query, k: int) -> list[tuple[int, float]]:
         """Top-k entry positions by IDF-weighted feature overlap (answer features count less)."""
         acc: dict[int, float] = {}
         get = acc.get
+        deferred: list[tuple[str, float]] = []
+        gen_limit = self._gen_limit
         for key, weight in query.weights.items():
             ids = self._postings.get(key)
             if ids is None:
                 continue
+            if len(ids) > gen_limit:
+                deferred.append((key, weight))
+                continue
             for i in ids:
                 acc[i] = get(i, 0.0) + weight
+        for key, weight in deferred:
+            if not acc:
+                # Nothing rarer matched: the common feature has to propose candidates itself.
+                for i in self._postings[key]:
+                    acc[i] = get(i, 0.0) + weight
+                continue
+            members = self._posting_sets[key]
+            for i in acc:
+                if i in members:
+                    acc[i] += weight
         if len(acc) <= k:
-            return sorted(acc, key=acc.__getitem__, reverse=True)
-        return heapq.nlargest(k, acc, key=acc.__getitem__)
+            return sorted(acc.items(), key=lambda item: item[1], reverse=True)
+        return heapq.nlargest(k, acc.items(), key=lambda item: item[1])
 
-    def _score(self, query: _Query, entry: _Entry) -> Candidate:
+    def _score(self, query: _Query, entry: _Entry, *, fuzzy: bool = True) -> Candidate:
         """Combine coverage, keyword evidence and fuzzy similarity into one calibrated 0..1 score."""
         weights = query.weights
         matched = 0.0
@@ -228,13 +254,13 @@ class FaqIndex:
         query_cov = min(1.0, (matched + ANSWER_WEIGHT * matched_answer) / query.mass)
 
         # Share of the best question's content that the message contains, blended with fuzzy similarity.
-        idf, norm = self._idf, query.norm
+        norm = query.norm
         best_q, best_q_score = 0, -1.0
         for j, feats in enumerate(entry.question_feats):
             mass = entry.question_mass[j]
-            covered = sum(idf[f] * _kind_weight(f) for f in feats if f in weights)
+            covered = sum(feats[f] for f in weights.keys() & feats.keys())
             cov = covered / mass if mass else 0.0
-            sim = fuzz.partial_ratio(entry.questions_norm[j], norm, score_cutoff=50) / 100.0
+            sim = fuzz.partial_ratio(entry.questions_norm[j], norm, score_cutoff=50) / 100.0 if fuzzy else 0.0
             q_score = 0.65 * cov + 0.35 * sim
             if q_score > best_q_score:
                 best_q, best_q_score = j, q_score
@@ -246,7 +272,7 @@ class FaqIndex:
             kw_score = 1.0 - 0.45 ** len(kw_hits)
         else:
             for kw in entry.keywords_norm:
-                if len(kw) >= 3:
+                if fuzzy and len(kw) >= 3:
                     part = fuzz.partial_ratio(kw, norm, score_cutoff=80) / 100.0
                     kw_score = max(kw_score, 0.5 * part)
         for kw in kw_hits:
@@ -266,8 +292,11 @@ class FaqIndex:
         query = self._features(text[:max_chars])
         if not query.weights:
             return []
-        positions = self._retrieve(query, max(RETRIEVE_K, limit))
-        scored = [self._score(query, self._entries[i]) for i in positions]
+        retrieved = self._retrieve(query, max(RETRIEVE_K, limit))
+        # Fuzzy similarity is the costly part; a candidate with under a third of the leader's overlap cannot
+        # catch up through it, so it is scored on overlap alone.
+        floor = FUZZY_FLOOR * retrieved[0][1] if retrieved else 0.0
+        scored = [self._score(query, self._entries[i], fuzzy=r >= floor) for i, r in retrieved]
         factor = (ACK_FACTOR if is_acknowledgement(query.norm) else 1.0) * (
             ELSEWHERE_FACTOR if mentions_elsewhere(query.norm) else 1.0
         )
@@ -330,7 +359,7 @@ def build_index(
         _Entry(
             doc=doc,
             questions_norm=tuple(norm(q) for q in doc.questions),
-            question_feats=tuple(frozenset(fs) for fs in q_feats),
+            question_feats=tuple({f: idf[f] * _kind_weight(f) for f in fs} for fs in q_feats),
             question_mass=tuple(mass(fs) for fs in q_feats),
             keywords_norm=tuple(norm(k) for k in doc.keywords),
             primary=frozenset(primary),

@@ -11,7 +11,8 @@ from bot.cli_faq import cmd_faq_eval, cmd_preview
 from bot.faq_eval import best_of_sweep, evaluate, load_docs, load_queries, score_predictions, sweep
 from handlers.faq_match import build_index
 
-SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "eval" / "faq"
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT.parent / "shared" / "eval" / "faq"
 needs_sample = pytest.mark.skipif(not (SAMPLE / "queries.tsv").is_file(), reason="shared eval sample absent")
 
 
@@ -62,13 +63,25 @@ def test_public_sample_precision_at_default_bands() -> None:
     # What the matcher reaches today: never a confident wrong answer, no false triggers.
     assert result.false_trigger <= 0.025
     assert result.wrong_answer <= 0.02
-    assert result.top1 >= 0.74
+    assert result.top1 >= 0.88
     best = best_of_sweep(sweep(index, load_queries(SAMPLE / "queries.tsv"), [(0.72, 0.45), (0.9, 0.6)]))
     assert best is not None and best[2].false_trigger <= 0.025
 
 
+def test_held_out_xiaohe_set_at_default_bands() -> None:
+    """The shipped library against queries written before the matcher was tuned: it must not regress."""
+    docs, synonyms, brand_words = load_docs(ROOT / "content_library" / "faq.yaml")
+    index = build_index(docs, synonyms=synonyms, brand_words=brand_words)
+    gold = load_queries(ROOT / "tests" / "fixtures" / "faq" / "xiaohe_queries.tsv")
+    result, _ = evaluate(index, gold, answer=0.72, suggest=0.45)
+    # Before the lexicon: top1=0.818 false_trigger=0.067.
+    assert result.top1 >= 0.87
+    assert result.false_trigger <= 0.025
+    assert result.wrong_answer <= 0.03
+
+
 @needs_sample
-@pytest.mark.xfail(strict=True, reason="issue 4 target top1 >= 0.92: lexical matching without brand synonyms")
+@pytest.mark.xfail(strict=True, reason="issue 4 target top1 >= 0.92: lexicon + overlap reach 0.894 on the sample")
 def test_public_sample_issue_target() -> None:
     docs, synonyms, brand_words = load_docs(SAMPLE / "library.yaml")
     index = build_index(docs, synonyms=synonyms, brand_words=brand_words)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.lexicon import default_matcher, is_acknowledgement, mentions_elsewhere
 from bot.text import Normalizer, Tokenizer, normalize
 
 
@@ -52,3 +53,28 @@ def test_tokenizer_is_private_instance(tokenizer: Tokenizer) -> None:
     import jieba
 
     assert tokenizer._jieba is not jieba.dt
+
+
+@pytest.mark.parametrize(
+    ("text", "concept"),
+    [
+        ("点外卖要另外付跑腿费吗", "配送费"),
+        ("刚下的单能撤回吗", "取消"),
+        ("这单能作废不", "取消"),
+        ("叫个活人来回复我", "人工"),
+        ("有没有金卡黑卡", "会员等级"),
+        ("能开专票吗", "发票"),
+        ("applepay能用不", "支付方式"),
+    ],
+)
+def test_lexicon_finds_general_concepts(text: str, concept: str) -> None:
+    assert concept in default_matcher()(normalize(text))
+
+
+def test_lexicon_question_types_and_cues() -> None:
+    found = default_matcher()(normalize("外卖多久能到"))
+    assert {"?问时长", "送达时间"} <= found
+    assert is_acknowledgement(normalize("谢谢啦 宝宝喝得很好"))
+    assert not is_acknowledgement(normalize("谢谢 请问积分怎么用"))
+    assert mentions_elsewhere(normalize("京东买的奶瓶怎么退货"))
+    assert not mentions_elsewhere(normalize("奶瓶怎么退货"))
