@@ -81,7 +81,7 @@ def test_held_out_xiaohe_set_at_default_bands() -> None:
 
 
 @needs_sample
-@pytest.mark.xfail(strict=True, reason="issue 4 target top1 >= 0.92: lexicon + overlap reach 0.894 on the sample")
+@pytest.mark.xfail(strict=True, reason="issue 4 target top1 >= 0.92: the matcher reaches 0.894")
 def test_public_sample_issue_target() -> None:
     docs, synonyms, brand_words = load_docs(SAMPLE / "library.yaml")
     index = build_index(docs, synonyms=synonyms, brand_words=brand_words)
