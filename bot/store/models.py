@@ -100,6 +100,7 @@ class Customer(Base):
     customer_type: Mapped[int] = mapped_column(Integer, default=0)
     first_state: Mapped[str] = mapped_column(String(64), default="")
     status: Mapped[str] = mapped_column(String(16), default="active")
+    lead_score: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     first_seen_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
 
@@ -216,3 +217,84 @@ class HandoffRequest(Base):
     requested_at: Mapped[float] = mapped_column(Float)
 
     __table_args__ = (Index("ix_handoff_status", "status", "requested_at"),)
+
+
+class ChannelCode(Base):
+    """A channel live code (渠道活码) as synced to WeCom: the config_id is the only handle WeCom gives."""
+
+    __tablename__ = "channel_codes"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(30), unique=True)
+    config_id: Mapped[str] = mapped_column(String(64), default="")
+    qr_code: Mapped[str] = mapped_column(String(512), default="")
+    spec_digest: Mapped[str] = mapped_column(String(64), default="")
+    users: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    synced_at: Mapped[float] = mapped_column(Float)
+
+
+class CorpTag(Base):
+    """A WeCom corp tag (企业标签) by group and name, with the ids WeCom gave it."""
+
+    __tablename__ = "corp_tags"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    group_name: Mapped[str] = mapped_column(String(64))
+    tag_name: Mapped[str] = mapped_column(String(64))
+    group_id: Mapped[str] = mapped_column(String(64), default="")
+    tag_id: Mapped[str] = mapped_column(String(64), default="")
+    deleted: Mapped[bool] = mapped_column(default=False)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (UniqueConstraint("group_name", "tag_name", name="uq_corp_tag_name"),)
+
+
+class CustomerTag(Base):
+    """A tag on a customer, with where it came from (a channel, a rule on a message, a guide)."""
+
+    __tablename__ = "customer_tags"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    external_userid: Mapped[str] = mapped_column(String(64))
+    tag_name: Mapped[str] = mapped_column(String(64))
+    group_name: Mapped[str] = mapped_column(String(64), default="")
+    source: Mapped[str] = mapped_column(String(128), default="")
+    source_key: Mapped[str] = mapped_column(String(255), default="")
+    added_at: Mapped[float] = mapped_column(Float)
+    removed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    synced_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    __table_args__ = (UniqueConstraint("external_userid", "tag_name", name="uq_customer_tag"),)
+
+
+class CustomerAttribute(Base):
+    """An attribute of a customer as what it means (a birth month, a due date), with its source."""
+
+    __tablename__ = "customer_attributes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    external_userid: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(String(255))
+    source_rule: Mapped[str] = mapped_column(String(128), default="")
+    source_key: Mapped[str] = mapped_column(String(255), default="")
+    source_text: Mapped[str] = mapped_column(String(255), default="")
+    recorded_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (UniqueConstraint("external_userid", "key", name="uq_customer_attribute"),)
+
+
+class WelcomeAssignment(Base):
+    """Which welcome script (and A/B variant) a new contact got; sticky per customer x guide."""
+
+    __tablename__ = "welcome_assignments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    external_userid: Mapped[str] = mapped_column(String(64))
+    userid: Mapped[str] = mapped_column(String(64))
+    script_id: Mapped[str] = mapped_column(String(64))
+    variant: Mapped[str] = mapped_column(String(64), default="")
+    welcome_code: Mapped[str] = mapped_column(String(255), default="")
+    assigned_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (UniqueConstraint("external_userid", "userid", name="uq_welcome_pair"),)
