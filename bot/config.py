@@ -151,6 +151,31 @@ class FaqSettings(_Section):
     notify_guides: bool = False
 
 
+class ApiSettings(_Section):
+    """The JSON API (the sidebar and the ops console use it)."""
+
+    token: SecretStr | None = None
+
+
+class WelcomeSettings(_Section):
+    """Welcome messages for new contacts."""
+
+    window_seconds: float = Field(20.0, gt=0)
+    media_cache_seconds: float = Field(3 * 86400 - 3600, gt=0)
+
+
+class TaggingSettings(_Section):
+    """Tags and attributes from what customers say."""
+
+    sync_delay_seconds: float = Field(30.0, ge=0)
+
+
+class ChannelsSettings(_Section):
+    """Channel live codes (渠道活码)."""
+
+    daily_sync_at: str = "00:05"
+
+
 class LoggingSettings(_Section):
     """Logs."""
 
@@ -182,6 +207,10 @@ class Settings(_Section):
     scheduler: SchedulerSettings = SchedulerSettings()
     content: ContentSettings = ContentSettings()
     faq: FaqSettings = FaqSettings()
+    welcome: WelcomeSettings = WelcomeSettings()
+    tagging: TaggingSettings = TaggingSettings()
+    channels: ChannelsSettings = ChannelsSettings()
+    api: ApiSettings = ApiSettings()
     logging: LoggingSettings = LoggingSettings()
     emulator: EmulatorSettings = EmulatorSettings()
     secrets_file: str | None = None
