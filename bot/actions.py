@@ -344,6 +344,24 @@ class MarkTags(WeComAction):
         return f"cust:{self.external_userid}"
 
 
+@dataclass(frozen=True)
+class SyncChannels(WeComAction):
+    """Reconcile the channel live codes of `path` with WeCom for `day`, then schedule the next day."""
+
+    kind: ClassVar[str] = "sync_channels"
+    day: str
+    path: str
+    sync_at: str = "00:05"
+
+    @property
+    def idem_key(self) -> str:
+        return f"channels:{self.day}"
+
+    @property
+    def partition(self) -> str:
+        return "channels"
+
+
 WECOM_ACTIONS: dict[str, type[WeComAction]] = {
     cls.kind: cls
     for cls in (
@@ -356,6 +374,7 @@ WECOM_ACTIONS: dict[str, type[WeComAction]] = {
         RefreshCustomer,
         SyncKf,
         MarkTags,
+        SyncChannels,
     )
 }
 

@@ -280,3 +280,12 @@ async def _save_cursor(session: Any, open_kfid: str, cursor: str, now: float) ->
     )
     row = await session.get(KfCursor, open_kfid)
     row.cursor, row.updated_at = cursor, now
+
+
+@sender(act.SyncChannels.kind)
+async def sync_channels(ctx: SendContext, action: act.SyncChannels) -> Sent:
+    """Channel live codes: reconcile with WeCom, then schedule the next day's sync."""
+    from bot.channel_sync import run_sync_action  # imported here to keep this block self-contained
+
+    result, follow_up = await run_sync_action(ctx, action)
+    return Sent(result, follow_up)

@@ -1,0 +1,256 @@
+"""Reconcile channel live codes with WeCom: add / update / delete contact ways, store each config_id.
+
+WeCom does not show API-made codes in its console and the `config_id` is the only handle (§5.3),
+so every successful call is stored in `channel_codes` right away, one channel per transaction. A
+failing channel is reported and the others go on. The daily timer (`channels_sync`) re-runs the
+sync so guides at their cap come off the codes and the day's rota goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from bot import actions as act
+from bot import errors
+from bot.channels import SCENE_QR, Channel, Op, code_type, load_channels, plan
+from bot.clock import SHANGHAI
+from bot.store.models import ChannelCode, Follow
+
+__all__ = [
+    "TIMER_KIND",
+    "Result",
+    "count_adds",
+    "next_sync_at",
+    "on_channels_sync_timer",
+    "run_sync_action",
+    "schedule_next_sync",
+    "stored_codes",
+    "sync",
+]
+
+_LOGGER = logging.getLogger(__name__)
+
+TIMER_KIND = "channels_sync"
+
+
+@dataclass(frozen=True)
+class Result:
+    """What the sync did to one channel; `error` is set when it failed."""
+
+    key: str
+    name: str
+    state: str
+    users: tuple[str, ...]
+    config_id: str
+    qr_code: str
+    change: str
+    error: str = ""
+
+
+def midnight(day: dt.date) -> float:
+    """Epoch seconds of `day`'s 00:00 in Asia/Shanghai."""
+    return dt.datetime.combine(day, dt.time(0, 0), SHANGHAI).timestamp()
+
+
+async def count_adds(
+    sessions: async_sessionmaker, channels: Sequence[Channel], day: dt.date
+) -> dict[str, dict[str, int]]:
+    """Channel key -> guide -> follows added with the channel's state since `day`'s local midnight."""
+    by_state = {c.state: c.key for c in channels}
+    if not by_state:
+        return {}
+    since = midnight(day)
+    query = (
+        select(Follow.state, Follow.userid, func.count())
+        .where(Follow.state.in_(list(by_state)), Follow.added_at >= since, Follow.added_at < since + 86400)
+        .group_by(Follow.state, Follow.userid)
+    )
+    out: dict[str, dict[str, int]] = {}
+    async with sessions() as session:
+        for state, userid, count in (await session.execute(query)).all():
+            out.setdefault(by_state[state], {})[userid] = int(count)
+    return out
+
+
+async def stored_codes(sessions: async_sessionmaker) -> dict[str, ChannelCode]:
+    """Every stored code by channel key (detached rows: read-only)."""
+    async with sessions() as session:
+        rows = (await session.scalars(select(ChannelCode).order_by(ChannelCode.key))).all()
+        session.expunge_all()
+    return {row.key: row for row in rows}
+
+
+async def sync(
+    client: Any,
+    sessions: async_sessionmaker,
+    channels: Sequence[Channel],
+    day: dt.date,
+    adds: Mapping[str, Mapping[str, int]] | None = None,
+    *,
+    now: float,
+    dry_run: bool = False,
+) -> list[Result]:
+    """Make WeCom's codes match `channels` on `day`; `adds` default to the follows stored today."""
+    if adds is None:
+        adds = await count_adds(sessions, channels, day)
+    stored = await stored_codes(sessions)
+    results: list[Result] = []
+    for op in plan(channels, stored, day, adds):
+        row = stored.get(op.key)
+        if dry_run or op.kind == "unchanged":
+            results.append(_result(op, row, op.kind if not dry_run else f"would {op.kind}"))
+            continue
+        try:
+            results.append(await _apply(client, sessions, op, row, now))
+        except errors.SiyuError as exc:
+            # One bad channel (a guide left, a quota) must not keep the other codes stale.
+            _LOGGER.warning("channel sync failed", extra={"channel": op.key, "error": str(exc)})
+            results.append(_result(op, row, "failed", error=str(exc)))
+    return results
+
+
+def _result(op: Op, row: ChannelCode | None, change: str, error: str = "") -> Result:
+    channel = op.channel
+    return Result(
+        key=op.key,
+        name=channel.name if channel else "",
+        state=channel.state if channel else (row.state if row else ""),
+        users=op.users if channel else tuple(row.users if row else ()),
+        config_id=row.config_id if row else "",
+        qr_code=row.qr_code if row else "",
+        change=change,
+        error=error,
+    )
+
+
+async def _apply(
+    client: Any, sessions: async_sessionmaker, op: Op, row: ChannelCode | None, now: float
+) -> Result:
+    """Do one op against WeCom, then store what WeCom answered."""
+    if op.kind == "delete":
+        await _delete_way(client, op.config_id)
+        async with sessions.begin() as session:
+            await session.execute(delete(ChannelCode).where(ChannelCode.key == op.key))
+        return _result(op, row, "deleted")
+    channel = op.channel
+    assert channel is not None
+    if op.kind == "update":
+        await client.update_contact_way(
+            op.config_id,
+            remark=channel.remark,
+            skip_verify=channel.skip_verify,
+            state=channel.state,
+            user=op.users,
+        )
+        config_id, qr_code = op.config_id, row.qr_code if row else ""
+    else:
+        if op.kind == "replace":
+            # type is immutable on update_contact_way: a new code is the only way (a new QR as well).
+            await _delete_way(client, op.config_id)
+        answer = await client.add_contact_way(
+            code_type(channel),
+            SCENE_QR,
+            user=op.users,
+            state=channel.state,
+            remark=channel.remark,
+            skip_verify=channel.skip_verify,
+        )
+        config_id, qr_code = str(answer["config_id"]), str(answer.get("qr_code", ""))
+    async with sessions.begin() as session:
+        stored = await session.get(ChannelCode, op.key)
+        if stored is None:
+            stored = ChannelCode(key=op.key)
+            session.add(stored)
+        stored.state = channel.state
+        stored.config_id = config_id
+        stored.qr_code = qr_code
+        stored.spec_digest = op.digest
+        stored.users = list(op.users)
+        stored.synced_at = now
+    change = {"add": "added", "update": "updated", "replace": "replaced"}[op.kind]
+    return Result(op.key, channel.name, channel.state, op.users, config_id, qr_code, change)
+
+
+async def _delete_way(client: Any, config_id: str) -> None:
+    """del_contact_way; a config WeCom no longer knows (41044) is as good as deleted."""
+    if not config_id:
+        return
+    try:
+        await client.del_contact_way(config_id)
+    except errors.Permanent as exc:
+        if exc.errcode != 41044:
+            raise
+
+
+# -------------------------------------------------------------------------------------- daily timer
+
+
+def next_sync_at(after: dt.datetime, at: str) -> dt.datetime:
+    """The first `at` (HH:MM, Asia/Shanghai) strictly after `after`."""
+    hour, minute = (int(part) for part in at.split(":", 1))
+    local = after.astimezone(SHANGHAI)
+    candidate = dt.datetime.combine(local.date(), dt.time(hour, minute), SHANGHAI)
+    if candidate <= local:
+        candidate = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(hour, minute), SHANGHAI)
+    return candidate
+
+
+def _schedule_at(when: dt.datetime) -> act.Schedule:
+    day = when.date().isoformat()
+    # One timer per day: the key makes scheduling it from startup and from yesterday's run idempotent.
+    return act.Schedule(
+        key=f"{TIMER_KIND}:{day}", kind=TIMER_KIND, due_at=when.timestamp(), payload={"day": day}
+    )
+
+
+def schedule_next_sync(now: dt.datetime, settings: Any) -> act.Schedule:
+    """The Schedule action for the next daily sync (`settings.channels.daily_sync_at`)."""
+    return _schedule_at(next_sync_at(now, settings.channels.daily_sync_at))
+
+
+def on_channels_sync_timer(timer: Any, deps: Any) -> list[act.Action]:
+    """Timer handler for `channels_sync`: queue the sync itself as an outbox action (it calls WeCom)."""
+    settings = deps.settings
+    return [
+        act.SyncChannels(
+            day=str(timer.payload.get("day") or deps.clock.now().date().isoformat()),
+            path=str(Path(settings.content.dir) / "channels.yaml"),
+            sync_at=settings.channels.daily_sync_at,
+        )
+    ]
+
+
+def _load_if_present(path: Path) -> tuple[Channel, ...] | None:
+    return load_channels(path) if path.is_file() else None
+
+
+async def run_sync_action(ctx: Any, action: act.SyncChannels) -> tuple[dict[str, Any], list[act.Action]]:
+    """Sender body of SyncChannels: sync the file's channels, then schedule the next day's run."""
+    day = dt.date.fromisoformat(action.day)
+    follow_up: list[act.Action] = [
+        _schedule_at(next_sync_at(dt.datetime.combine(day, dt.time(23, 59, 59), SHANGHAI), action.sync_at))
+    ]
+    try:
+        # Reading and validating YAML is file I/O and CPU: keep it off the loop.
+        channels = await asyncio.to_thread(_load_if_present, Path(action.path))
+    except errors.ContentErrors as exc:
+        # The old codes keep working; ops see the problems in the outbox result and the log.
+        _LOGGER.error("channels.yaml invalid, codes left as they are", extra={"errors": str(exc)})
+        return {"invalid": str(exc)[:1000]}, follow_up
+    if channels is None:
+        return {"skipped": f"{action.path} not found"}, follow_up
+    results = await sync(ctx.client, ctx.sessions, channels, day, now=ctx.clock.timestamp())
+    summary: dict[str, Any] = {r.key: r.change for r in results}
+    failed = {r.key: r.error for r in results if r.error}
+    if failed:
+        summary["errors"] = failed
+    return summary, follow_up
