@@ -134,6 +134,60 @@ class SuggestToGuide(Action):
     userid: str = ""
 
 
+@dataclass(frozen=True)
+class TagCustomer(Action):
+    """Put a tag on a customer (idempotent on customer x tag), remembering the rule and message."""
+
+    external_userid: str
+    tag: str
+    group: str
+    rule: str
+    source_key: str
+    at: float
+
+
+@dataclass(frozen=True)
+class SetAttribute(Action):
+    """Store an attribute as what it means (latest message wins), with the rule and the words it read."""
+
+    external_userid: str
+    key: str
+    value: str
+    rule: str
+    source_key: str
+    source_text: str
+    at: float
+
+
+@dataclass(frozen=True)
+class AddLeadScore(Action):
+    """Add points to the customer's lead score once per `source_key` (a replay adds nothing)."""
+
+    external_userid: str
+    points: int
+    source_key: str
+    at: float
+
+
+@dataclass(frozen=True)
+class MarkTagsSynced(Action):
+    """The customer's tags reached WeCom (mark_tag accepted them)."""
+
+    external_userid: str
+    tags: tuple[str, ...]
+    at: float
+
+
+@dataclass(frozen=True)
+class StoreCorpTags(Action):
+    """Store corp tag ids by (group, tag) name; `complete`: tags not listed were deleted in WeCom."""
+
+    tags: tuple[tuple[str, str, str, str], ...]
+    """(group_name, tag_name, group_id, tag_id)"""
+    at: float
+    complete: bool = False
+
+
 # --- WeCom actions (through the outbox) -------------------------------------------------------------
 
 
@@ -334,6 +388,8 @@ class MarkTags(WeComAction):
     add_tag: tuple[str, ...] = ()
     remove_tag: tuple[str, ...] = ()
     key: str = ""
+    tag_names: tuple[tuple[str, str], ...] = ()
+    """(group, tag) names the sender turns into ids from corp_tags at send time."""
 
     @property
     def idem_key(self) -> str:
@@ -362,6 +418,37 @@ class SyncChannels(WeComAction):
         return "channels"
 
 
+@dataclass(frozen=True)
+class EnsureCorpTags(WeComAction):
+    """get_corp_tag_list, then add_corp_tag for the (group, tag) names WeCom lacks; ids go to corp_tags."""
+
+    kind: ClassVar[str] = "ensure_corp_tags"
+    external_userid: str
+    tags: tuple[tuple[str, str], ...]
+    key: str
+
+    @property
+    def idem_key(self) -> str:
+        return f"corptags:ensure:{self.key}"
+
+    @property
+    def partition(self) -> str:
+        # The customer's partition: the MarkTags after it waits until the ids are stored.
+        return f"cust:{self.external_userid}"
+
+
+@dataclass(frozen=True)
+class RefreshCorpTags(WeComAction):
+    """get_corp_tag_list into corp_tags (after change_external_tag); tags no longer listed marked deleted."""
+
+    kind: ClassVar[str] = "refresh_corp_tags"
+    reason_key: str
+
+    @property
+    def idem_key(self) -> str:
+        return f"corptags:refresh:{self.reason_key}"
+
+
 WECOM_ACTIONS: dict[str, type[WeComAction]] = {
     cls.kind: cls
     for cls in (
@@ -375,6 +462,8 @@ WECOM_ACTIONS: dict[str, type[WeComAction]] = {
         SyncKf,
         MarkTags,
         SyncChannels,
+        EnsureCorpTags,
+        RefreshCorpTags,
     )
 }
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from bot import errors, metrics
+from bot import api, errors, metrics
 from bot.appkeys import RUNTIME
 from bot.clock import Clock, SystemClock
 from bot.config import APP_NAMES, Settings
@@ -61,6 +61,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
+    api.add_routes(app)
 
 
 @web.middleware

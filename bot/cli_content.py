@@ -7,7 +7,7 @@ import asyncio
 import getpass
 from pathlib import Path
 
-from bot import content, errors, tagging
+from bot import content, errors, tagging, welcome_rules
 from bot.clock import SystemClock
 from bot.config import Settings, load_settings
 
@@ -42,10 +42,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
             tagging.load_rules(rules)
         except errors.ContentErrors as exc:
             problems += exc.errors
+    welcome = directory / welcome_rules.WELCOME_FILE
+    if welcome.exists():
+        try:
+            welcome_rules.load_rules(welcome, library_dir=directory)
+        except errors.ContentErrors as exc:
+            problems += exc.errors
     if problems:
         _print_errors(directory, content.ContentErrors(problems))
         return 1
-    print(f"OK {directory}: {summary(snapshot)}" + (", tagging rules valid" if rules.exists() else ""))
+    checked = [what for what, path in (("tagging", rules), ("welcome", welcome)) if path.exists()]
+    print(f"OK {directory}: {summary(snapshot)}" + "".join(f", {what} rules valid" for what in checked))
     return 0
 
 

@@ -28,6 +28,22 @@ class KfSessionReader(Protocol):
 
 
 @dataclass(frozen=True)
+class TagSyncView:
+    """What a tag sync needs: the customer's tags WeCom has not got yet, and the guides who follow."""
+
+    tags: tuple[tuple[str, str], ...] = ()
+    """(group, tag) names not yet marked in WeCom."""
+    guides: tuple[str, ...] = ()
+    """userids of the guides with a live follow relation."""
+
+
+class CustomerTagReader(Protocol):
+    """Reads a customer's tags for the WeCom sync (the store implements it)."""
+
+    async def pending_sync(self, external_userid: str) -> TagSyncView: ...
+
+
+@dataclass(frozen=True)
 class Deps:
     """Handler dependencies: clock, settings, the content snapshot getter and state readers."""
 
@@ -35,3 +51,4 @@ class Deps:
     settings: Settings
     content: Callable[[], Any] = lambda: None
     kf_sessions: KfSessionReader | None = None
+    customer_tags: CustomerTagReader | None = None

@@ -15,7 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import actions as act
 from bot.clock import Clock
 from bot.store.models import (
+    CorpTag,
     Customer,
+    CustomerAttribute,
+    CustomerTag,
     Follow,
     HandoffRequest,
     KfSession,
@@ -93,6 +96,24 @@ class Effects:
                         .where(TimerRow.key == action.key, TimerRow.status == "pending")
                         .values(status="cancelled")
                     )
+                case act.TagCustomer():
+                    await self._tag_customer(session, action)
+                case act.SetAttribute():
+                    await self._set_attribute(session, action)
+                case act.AddLeadScore():
+                    await self._add_lead_score(session, action)
+                case act.MarkTagsSynced():
+                    await session.execute(
+                        update(CustomerTag)
+                        .where(
+                            CustomerTag.external_userid == action.external_userid,
+                            CustomerTag.tag_name.in_(action.tags),
+                            CustomerTag.removed_at.is_(None),
+                        )
+                        .values(synced_at=action.at)
+                    )
+                case act.StoreCorpTags():
+                    await self._store_corp_tags(session, action)
                 case _:
                     raise TypeError(f"no effect for {type(action).__name__}")
 
@@ -265,3 +286,106 @@ class Effects:
                 created_at=self._clock.timestamp(),
             )
         )
+
+    async def _tag_customer(self, session: AsyncSession, action: act.TagCustomer) -> None:
+        await session.execute(
+            insert_ignore(session, CustomerTag).values(
+                external_userid=action.external_userid,
+                tag_name=action.tag,
+                group_name=action.group,
+                source=action.rule[:128],
+                source_key=action.source_key[:255],
+                added_at=action.at,
+            )
+        )
+        # A tag removed earlier and said again is live again, and WeCom must hear of it again.
+        await session.execute(
+            update(CustomerTag)
+            .where(
+                CustomerTag.external_userid == action.external_userid,
+                CustomerTag.tag_name == action.tag,
+                CustomerTag.removed_at.is_not(None),
+            )
+            .values(
+                removed_at=None,
+                synced_at=None,
+                source=action.rule[:128],
+                source_key=action.source_key[:255],
+                added_at=action.at,
+            )
+        )
+
+    async def _set_attribute(self, session: AsyncSession, action: act.SetAttribute) -> None:
+        values = {
+            "value": action.value[:255],
+            "source_rule": action.rule[:128],
+            "source_key": action.source_key[:255],
+            "source_text": action.source_text[:255],
+            "recorded_at": action.at,
+        }
+        await session.execute(
+            insert_ignore(session, CustomerAttribute).values(
+                external_userid=action.external_userid, key=action.key, **values
+            )
+        )
+        # Latest message wins; a replayed older message must not overwrite what a newer one said.
+        await session.execute(
+            update(CustomerAttribute)
+            .where(
+                CustomerAttribute.external_userid == action.external_userid,
+                CustomerAttribute.key == action.key,
+                CustomerAttribute.recorded_at <= action.at,
+            )
+            .values(**values)
+        )
+
+    async def _add_lead_score(self, session: AsyncSession, action: act.AddLeadScore) -> None:
+        # The points are a timeline entry unique by source key; the score is their sum, so a replayed
+        # message (same key) changes nothing, whatever happened to the first attempt.
+        await self.record(
+            session,
+            act.RecordTimeline(
+                action.external_userid,
+                "lead_score",
+                f"线索分 +{action.points}",
+                action.at,
+                f"score:{action.source_key}",
+                {"points": action.points},
+            ),
+        )
+        await self.upsert_customer(session, act.UpsertCustomer(action.external_userid, seen_at=action.at))
+        rows = await session.scalars(
+            select(TimelineEntry.data).where(
+                TimelineEntry.external_userid == action.external_userid, TimelineEntry.kind == "lead_score"
+            )
+        )
+        total = sum(int((data or {}).get("points", 0)) for data in rows)
+        await session.execute(
+            update(Customer)
+            .where(Customer.external_userid == action.external_userid)
+            .values(lead_score=total)
+        )
+
+    async def _store_corp_tags(self, session: AsyncSession, action: act.StoreCorpTags) -> None:
+        seen: set[tuple[str, str]] = set()
+        for group_name, tag_name, group_id, tag_id in action.tags:
+            seen.add((group_name, tag_name))
+            await session.execute(
+                insert_ignore(session, CorpTag).values(
+                    group_name=group_name[:64],
+                    tag_name=tag_name[:64],
+                    group_id=group_id,
+                    tag_id=tag_id,
+                    deleted=False,
+                    updated_at=action.at,
+                )
+            )
+            await session.execute(
+                update(CorpTag)
+                .where(CorpTag.group_name == group_name[:64], CorpTag.tag_name == tag_name[:64])
+                .values(group_id=group_id, tag_id=tag_id, deleted=False, updated_at=action.at)
+            )
+        if action.complete:
+            for row in await session.scalars(select(CorpTag).where(CorpTag.deleted.is_(False))):
+                if (row.group_name, row.tag_name) not in seen:
+                    row.deleted, row.updated_at = True, action.at

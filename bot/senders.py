@@ -21,7 +21,7 @@ from bot import actions as act
 from bot import errors
 from bot.events import Event
 from bot.inbox import Stored
-from bot.store.models import KfCursor
+from bot.store.models import CorpTag, KfCursor
 from bot.store.sql import insert_ignore
 from bot.wecom import callback
 
@@ -184,11 +184,83 @@ async def notify_staff(ctx: SendContext, action: act.NotifyStaff) -> Sent:
 
 @sender(act.MarkTags.kind)
 async def mark_tags(ctx: SendContext, action: act.MarkTags) -> Sent:
-    """externalcontact/mark_tag."""
+    """externalcontact/mark_tag; tags given by name get their ids from corp_tags now."""
+    add_tag = list(action.add_tag)
+    missing: list[str] = []
+    if action.tag_names:
+        ids = await _corp_tag_ids(ctx)
+        for pair in action.tag_names:
+            tag_id = ids.get((pair[0], pair[1]))
+            if tag_id:
+                add_tag.append(tag_id)
+            else:
+                missing.append(pair[1])
+    add_tag = list(dict.fromkeys(add_tag))
+    if not add_tag and not action.remove_tag:
+        # The corp tags could not be created (EnsureCorpTags failed): nothing WeCom would accept.
+        return Sent({"skipped": "no tag ids", "missing": missing})
     await ctx.client.mark_tag(
-        action.userid, action.external_userid, add_tag=action.add_tag, remove_tag=action.remove_tag
+        action.userid, action.external_userid, add_tag=add_tag, remove_tag=action.remove_tag
     )
-    return Sent()
+    follow_up: list[act.Action] = []
+    if action.tag_names:
+        synced = tuple(name for _, name in action.tag_names if name not in missing)
+        follow_up.append(act.MarkTagsSynced(action.external_userid, synced, ctx.clock.timestamp()))
+    return Sent({"add_tag": add_tag, "missing": missing}, follow_up)
+
+
+async def _corp_tag_ids(ctx: SendContext) -> dict[tuple[str, str], str]:
+    """Live corp tag ids by (group, tag) name."""
+    async with ctx.sessions() as session:
+        rows = await session.execute(
+            select(CorpTag.group_name, CorpTag.tag_name, CorpTag.tag_id).where(
+                CorpTag.deleted.is_(False), CorpTag.tag_id != ""
+            )
+        )
+        return {(g, t): i for g, t, i in rows}
+
+
+def corp_tag_rows(answer: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(group_name, tag_name, group_id, tag_id) of the live tags in a get_corp_tag_list answer."""
+    out: list[tuple[str, str, str, str]] = []
+    for group in answer.get("tag_group") or ():
+        if group.get("deleted"):
+            continue
+        for tag in group.get("tag") or ():
+            if not tag.get("deleted"):
+                names = (str(group["group_name"]), str(tag["name"]))
+                out.append((*names, str(group["group_id"]), str(tag["id"])))
+    return out
+
+
+@sender(act.EnsureCorpTags.kind)
+async def ensure_corp_tags(ctx: SendContext, action: act.EnsureCorpTags) -> Sent:
+    """get_corp_tag_list, add_corp_tag per group for the missing names (https://developer.work.weixin.qq.com/document/path/92117)."""
+    rows = corp_tag_rows(await ctx.client.get_corp_tag_list())
+    have = {(g, t) for g, t, _, _ in rows}
+    group_ids = {g: gid for g, _, gid, _ in rows}
+    missing: dict[str, list[str]] = {}
+    for group, name in action.tags:
+        if (group, name) not in have and name not in missing.get(group, []):
+            missing.setdefault(group, []).append(name)
+    created: list[str] = []
+    for group, names in missing.items():
+        # An existing group is addressed by id; a new one is created by name (p/92117).
+        if group in group_ids:
+            answer = await ctx.client.add_corp_tag(names, group_id=group_ids[group])
+        else:
+            answer = await ctx.client.add_corp_tag(names, group_name=group)
+        rows += corp_tag_rows({"tag_group": [answer.get("tag_group") or {}]})
+        created += [f"{group}/{n}" for n in names]
+    stored = act.StoreCorpTags(tuple(rows), ctx.clock.timestamp(), complete=True)
+    return Sent({"created": created}, [stored])
+
+
+@sender(act.RefreshCorpTags.kind)
+async def refresh_corp_tags(ctx: SendContext, action: act.RefreshCorpTags) -> Sent:
+    """get_corp_tag_list into corp_tags; tags no longer listed are marked deleted."""
+    rows = corp_tag_rows(await ctx.client.get_corp_tag_list())
+    return Sent({"tags": len(rows)}, [act.StoreCorpTags(tuple(rows), ctx.clock.timestamp(), complete=True)])
 
 
 @sender(act.RefreshCustomer.kind)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from bot.deps import KfSessionView
-from bot.store.models import InboxRow, KfSession
+from bot.deps import KfSessionView, TagSyncView
+from bot.store.models import CustomerTag, Follow, InboxRow, KfSession
 
 
 class KfSessions:
@@ -33,3 +33,34 @@ class KfSessions:
         if row is None:
             return KfSessionView(newer_messages=newer)
         return KfSessionView(row.mode, row.misses, row.last_customer_at, row.sent_since_customer, newer)
+
+
+class CustomerTags:
+    """Reads customers' tags and follow relations for the WeCom tag sync."""
+
+    def __init__(self, sessions: async_sessionmaker) -> None:
+        self._sessions = sessions
+
+    async def pending_sync(self, external_userid: str) -> TagSyncView:
+        """Live tags not yet marked in WeCom, and the guides who follow the customer now."""
+        async with self._sessions() as session:
+            tags = await session.execute(
+                select(CustomerTag.group_name, CustomerTag.tag_name)
+                .where(
+                    CustomerTag.external_userid == external_userid,
+                    CustomerTag.removed_at.is_(None),
+                    CustomerTag.synced_at.is_(None),
+                )
+                .order_by(CustomerTag.id)
+            )
+            guides = await session.scalars(
+                select(Follow.userid)
+                .where(
+                    Follow.external_userid == external_userid,
+                    Follow.ended_at.is_(None),
+                    # A half add (免验证, not yet accepted) is no relation mark_tag accepts.
+                    Follow.status == "active",
+                )
+                .order_by(Follow.id)
+            )
+            return TagSyncView(tuple((g, t) for g, t in tags), tuple(guides))
