@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from bot import __version__, errors
+from bot.cli_channels import add_channels_commands
 from bot.cli_content import add_content_commands
 from bot.cli_faq import add_faq_eval_command, add_preview_command, cmd_preview
 from bot.cli_tagging import add_tagging_eval_command, add_tagging_preview_option, cmd_tagging_preview
@@ -66,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
 
     tagging = sub.add_parser("tagging", help="tagging rule tools").add_subparsers(metavar="ACTION")
     add_tagging_eval_command(tagging)
+
+    add_channels_commands(
+        sub.add_parser("channels", help="channel live codes").add_subparsers(metavar="ACTION")
+    )
 
     faq = sub.add_parser("faq", help="FAQ matcher tools").add_subparsers(metavar="ACTION")
     add_faq_eval_command(faq)

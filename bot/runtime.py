@@ -12,12 +12,13 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from bot import kf, metrics
+from bot import channel_sync, kf, metrics
 from bot.clock import Clock
 from bot.config import APP_NAMES, Settings
 from bot.content import ContentStore
@@ -134,6 +135,7 @@ class Runtime:
         context = SendContext(client=client, sessions=sessions, inbox=inbox, clock=clock)
         outbox = OutboxSender(sessions, effects, context, clock, settings.outbox)
         scheduler = Scheduler(sessions, effects, clock, settings.scheduler, deps)
+        scheduler.register(channel_sync.TIMER_KIND, channel_sync.on_channels_sync_timer)
         return cls(
             settings=settings,
             clock=clock,
@@ -168,6 +170,11 @@ class Runtime:
 
     async def start_workers(self) -> None:
         """Start the background loops (serve mode), and LISTEN for other replicas' work."""
+        if (Path(self.settings.content.dir) / "channels.yaml").exists():
+            # Keyed by day: every replica may schedule it at start; the first insert wins.
+            first = channel_sync.schedule_next_sync(self.clock.now(), self.settings)
+            async with self.sessions.begin() as session:
+                await self.effects.apply(session, [first], source="startup")
         self._listener = Listener(
             self.engine,
             {"inbox": self.inbox.wakeup, "outbox": self.outbox.wakeup, "timers": self.scheduler.wakeup},
