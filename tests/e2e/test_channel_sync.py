@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.actions import Schedule
-from bot.channel_sync import TIMER_KIND, on_channels_sync_timer, stored_codes, sync
+from bot.channel_sync import TIMER_KIND, stored_codes, sync
 from bot.channels import Channel, load_channels_text
 from bot.store.models import Follow, TimerRow
 
@@ -155,8 +155,7 @@ async def test_dry_run_calls_nothing(stack) -> None:
 
 
 async def test_daily_timer_syncs_through_the_outbox_and_schedules_tomorrow(stack) -> None:
-    rt = stack.runtime
-    rt.scheduler.register(TIMER_KIND, on_channels_sync_timer)
+    rt = stack.runtime  # the runtime registers the channels_sync timer handler itself
     today = stack.clock.now().date()
     async with rt.sessions.begin() as session:
         due = stack.clock.timestamp()
