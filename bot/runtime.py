@@ -33,7 +33,7 @@ from bot.senders import SendContext
 from bot.store import db, housekeeping
 from bot.store.models import InboxRow, OutboxRow, TimerRow
 from bot.store.notify import Listener
-from bot.store.readers import KfSessions
+from bot.store.readers import CustomerTags, KfSessions
 from bot.wecom.client import WeComClient
 from bot.wecom.crypto import CallbackCrypto
 from bot.wecom.tokens import TokenCache
@@ -42,9 +42,11 @@ _LOGGER = logging.getLogger(__name__)
 
 
 def build_faq_index(snapshot):  # type: ignore[no-untyped-def]
-    """The FAQ capability's index builder (imported late: handlers import bot modules)."""
+    """Build what capabilities precompute per library version, in the content store's thread."""
+    from handlers import tagging as tagging_handler
     from handlers.faq import build_faq_index as build
 
+    tagging_handler.prepare_rules(snapshot)  # compile tagging.yaml now, not on the first message
     return build(snapshot)
 
 
@@ -126,7 +128,11 @@ class Runtime:
             await engine.dispose()
             raise
         deps = Deps(
-            clock=clock, settings=settings, content=lambda: content.current, kf_sessions=KfSessions(sessions)
+            clock=clock,
+            settings=settings,
+            content=lambda: content.current,
+            kf_sessions=KfSessions(sessions),
+            customer_tags=CustomerTags(sessions),
         )
         dispatcher = Dispatcher(default_routers() if routers is None else routers)
         effects = Effects(clock)
@@ -136,6 +142,9 @@ class Runtime:
         outbox = OutboxSender(sessions, effects, context, clock, settings.outbox)
         scheduler = Scheduler(sessions, effects, clock, settings.scheduler, deps)
         scheduler.register(channel_sync.TIMER_KIND, channel_sync.on_channels_sync_timer)
+        from handlers import tagging  # capabilities import bot modules: imported when wiring, not at load
+
+        scheduler.register(tagging.SYNC_TIMER, tagging.on_tags_sync)
         return cls(
             settings=settings,
             clock=clock,
