@@ -78,6 +78,18 @@ class RecordTimeline(Action):
 
 
 @dataclass(frozen=True)
+class RecordWelcomeAssignment(Action):
+    """Remember which welcome script and A/B variant a customer got from a guide (first one sticks)."""
+
+    external_userid: str
+    userid: str
+    script_id: str
+    variant: str
+    welcome_code: str
+    at: float
+
+
+@dataclass(frozen=True)
 class Schedule(Action):
     """Create a durable timer (idempotent by `key`)."""
 

@@ -44,6 +44,21 @@ class CustomerTagReader(Protocol):
 
 
 @dataclass(frozen=True)
+class WelcomeHistory:
+    """What a welcome rule may know about a customer who just added a guide."""
+
+    tags: frozenset[str] = frozenset()
+    returning: bool = False
+    """True when the customer followed one of our guides before this add, or has tags."""
+
+
+class WelcomeHistoryReader(Protocol):
+    """Reads a customer's tags and past follows for the welcome rules (the store implements it)."""
+
+    async def get(self, external_userid: str, userid: str, added_at: float) -> WelcomeHistory: ...
+
+
+@dataclass(frozen=True)
 class Deps:
     """Handler dependencies: clock, settings, the content snapshot getter and state readers."""
 
@@ -51,4 +66,5 @@ class Deps:
     settings: Settings
     content: Callable[[], Any] = lambda: None
     kf_sessions: KfSessionReader | None = None
+    welcome_history: WelcomeHistoryReader | None = None
     customer_tags: CustomerTagReader | None = None

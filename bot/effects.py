@@ -26,6 +26,7 @@ from bot.store.models import (
     Suggestion,
     TimelineEntry,
     TimerRow,
+    WelcomeAssignment,
 )
 from bot.store.notify import notify
 from bot.store.sql import insert_ignore
@@ -114,6 +115,18 @@ class Effects:
                     )
                 case act.StoreCorpTags():
                     await self._store_corp_tags(session, action)
+                case act.RecordWelcomeAssignment():
+                    # The first assignment sticks: a re-add keeps the script and variant it got.
+                    await session.execute(
+                        insert_ignore(session, WelcomeAssignment).values(
+                            external_userid=action.external_userid,
+                            userid=action.userid,
+                            script_id=action.script_id,
+                            variant=action.variant,
+                            welcome_code=action.welcome_code[:255],
+                            assigned_at=action.at,
+                        )
+                    )
                 case _:
                     raise TypeError(f"no effect for {type(action).__name__}")
 

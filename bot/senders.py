@@ -9,21 +9,28 @@ kf/send_msg takes our `msgid`, a WelcomeCode works once, message/send has a dupl
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from bot import actions as act
 from bot import errors
+from bot.config import WelcomeSettings
+from bot.content import render
 from bot.events import Event
 from bot.inbox import Stored
-from bot.store.models import CorpTag, KfCursor
+from bot.store.models import CorpTag, Customer, KfCursor
 from bot.store.sql import insert_ignore
 from bot.wecom import callback
+
+_LOGGER = logging.getLogger(__name__)
 
 # externalcontact/get: invalid external_userid / no relation with any member of ours.
 NO_RELATION = frozenset({40096, 84061})
@@ -41,12 +48,15 @@ class Sent:
 
 @dataclass(frozen=True)
 class SendContext:
-    """What senders may use: the client, sessions, the inbox (kf pulls) and the clock."""
+    """What senders may use: the client, sessions, the inbox (kf pulls), the clock and the KV."""
 
     client: Any
     sessions: Any
     inbox: Any
     clock: Any
+    kv: Any = None
+    """Caches uploaded media_ids (welcome images); without it every welcome uploads its images."""
+    media_cache_seconds: float = WelcomeSettings().media_cache_seconds
 
 
 Sender = Callable[[SendContext, Any], Awaitable[Sent]]
@@ -70,20 +80,77 @@ def wecom_msgid(idem_key: str) -> str:
 
 @sender(act.SendWelcome.kind)
 async def send_welcome(ctx: SendContext, action: act.SendWelcome) -> Sent:
-    """externalcontact/send_welcome_msg."""
-    await ctx.client.send_welcome_msg(
-        action.welcome_code, text=action.text or None, attachments=action.attachments
-    )
-    now = ctx.clock.timestamp()
+    """externalcontact/send_welcome_msg: images uploaded (media_id cached), the customer's name filled in."""
+    attachments = [await _wecom_attachment(ctx, item) for item in action.attachments]
+    sendable = [item for item in attachments if item is not None]
+    text = action.text
+    if "{customer_name" in text:
+        # The add callback carries no name; use it when a refresh or an earlier add stored one.
+        text = render(text, {"customer_name": await _customer_name(ctx, action.external_userid)})
+    try:
+        await ctx.client.send_welcome_msg(action.welcome_code, text=text or None, attachments=sendable)
+    except errors.Permanent as exc:
+        reason = WELCOME_FINAL.get(exc.errcode)
+        if reason:
+            raise errors.Permanent(exc.errcode, reason, api=exc.api) from exc
+        raise
     entry = act.RecordTimeline(
         action.external_userid,
         "welcome_sent",
         "已发送欢迎语",
-        now,
+        ctx.clock.timestamp(),
         f"sent:{action.idem_key}",
-        {"text": action.text},
+        {"text": text, "attachments": [item["msgtype"] for item in sendable]},
     )
-    return Sent({}, [entry])
+    return Sent({"attachments": len(sendable), "skipped": len(attachments) - len(sendable)}, [entry])
+
+
+# Why a welcome was not sent, in the words the timeline shows (send_welcome_msg, p/92137).
+WELCOME_FINAL = {
+    41051: "客户已收到过欢迎语或已与导购聊过天，不再发送",
+    41050: "欢迎语 code 已过期（20 秒内未能发送）",
+}
+
+
+async def _wecom_attachment(ctx: SendContext, item: dict[str, Any]) -> dict[str, Any] | None:
+    """An attachment as WeCom takes it: local media become media_ids; None when a file is missing."""
+    msgtype = item.get("msgtype", "")
+    body = dict(item.get(msgtype) or {})
+    for local, remote in (("media_path", "media_id"), ("pic_media_path", "pic_media_id")):
+        path = body.pop(local, None)
+        if path is None:
+            continue
+        media_id = await _media_id(ctx, str(path))
+        if media_id is None:
+            return None
+        body[remote] = media_id
+    return {"msgtype": msgtype, msgtype: body}
+
+
+async def _media_id(ctx: SendContext, path: str) -> str | None:
+    """media/upload of a library file, cached by content digest (temp media live 3 days)."""
+    try:
+        data = await asyncio.to_thread(Path(path).read_bytes)
+    except OSError:
+        # Better a welcome without the picture than none at all; validate catches this before serving.
+        _LOGGER.warning("welcome attachment file missing", extra={"path": path})
+        return None
+    key = f"media:image:{hashlib.sha256(data).hexdigest()}"
+    if ctx.kv is not None:
+        cached = await ctx.kv.get(key)
+        if cached:
+            return str(cached)
+    answer = await ctx.client.upload_media("image", Path(path).name, data)
+    media_id = str(answer.get("media_id", ""))
+    if ctx.kv is not None and media_id:
+        await ctx.kv.set(key, media_id, ttl=ctx.media_cache_seconds)
+    return media_id
+
+
+async def _customer_name(ctx: SendContext, external_userid: str) -> str:
+    async with ctx.sessions() as session:
+        name = await session.scalar(select(Customer.name).where(Customer.external_userid == external_userid))
+    return name or ""
 
 
 @sender(act.SendKfText.kind)

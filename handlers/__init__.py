@@ -1,5 +1,5 @@
 """Capabilities: each module declares a Router and returns actions; ROUTERS is the dispatch order."""
 
-from handlers import faq, tagging, timeline
+from handlers import faq, tagging, timeline, welcome
 
-ROUTERS = (timeline.router, faq.router, tagging.router)
+ROUTERS = (welcome.router, timeline.router, faq.router, tagging.router)

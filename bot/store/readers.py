@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from bot.deps import KfSessionView, TagSyncView
+from bot.deps import KfSessionView, TagSyncView, WelcomeHistory
 from bot.store.models import CustomerTag, Follow, InboxRow, KfSession
 
 
@@ -64,3 +64,29 @@ class CustomerTags:
                 .order_by(Follow.id)
             )
             return TagSyncView(tuple((g, t) for g, t in tags), tuple(guides))
+
+
+class WelcomeHistories:
+    """Reads what the welcome rules need: the customer's live tags and whether they followed us before."""
+
+    def __init__(self, sessions: async_sessionmaker) -> None:
+        self._sessions = sessions
+
+    async def get(self, external_userid: str, userid: str, added_at: float) -> WelcomeHistory:
+        """Tags, and follows other than the one this add created (a replayed add must not look returning)."""
+        async with self._sessions() as session:
+            tags = await session.scalars(
+                select(CustomerTag.tag_name).where(
+                    CustomerTag.external_userid == external_userid, CustomerTag.removed_at.is_(None)
+                )
+            )
+            tag_set = frozenset(tags)
+            earlier = await session.scalar(
+                select(func.count())
+                .select_from(Follow)
+                .where(
+                    Follow.external_userid == external_userid,
+                    (Follow.userid != userid) | (Follow.added_at < added_at),
+                )
+            )
+        return WelcomeHistory(tag_set, bool(earlier) or bool(tag_set))

@@ -118,7 +118,8 @@ async def test_customer_lifecycle_keeps_follow_rows_current(any_stack) -> None:
     assert follows["zhangmei"].status == "deleted_by_customer"
     assert follows["xiaolin"].status == "deleted_by_guide"
     assert customer.status == "no_follow"
-    assert kinds[:2] == ["contact_added", "contact_added"]
+    # Welcome sends land on the timeline between the adds; the two adds come first among contact events.
+    assert [k for k in kinds if k.startswith("contact_")][:2] == ["contact_added", "contact_added"]
     assert {"contact_edited", "deleted_by_customer", "deleted_by_guide"} <= set(kinds)
 
 
