@@ -33,7 +33,7 @@ from bot.senders import SendContext
 from bot.store import db, housekeeping
 from bot.store.models import InboxRow, OutboxRow, TimerRow
 from bot.store.notify import Listener
-from bot.store.readers import CustomerTags, KfSessions
+from bot.store.readers import CustomerTags, KfSessions, WelcomeHistories
 from bot.wecom.client import WeComClient
 from bot.wecom.crypto import CallbackCrypto
 from bot.wecom.tokens import TokenCache
@@ -133,12 +133,20 @@ class Runtime:
             content=lambda: content.current,
             kf_sessions=KfSessions(sessions),
             customer_tags=CustomerTags(sessions),
+            welcome_history=WelcomeHistories(sessions),
         )
         dispatcher = Dispatcher(default_routers() if routers is None else routers)
         effects = Effects(clock)
         inbox = Inbox(sessions, clock)
         worker = InboxWorker(inbox, sessions, dispatcher, effects, deps, clock, settings.inbox)
-        context = SendContext(client=client, sessions=sessions, inbox=inbox, clock=clock)
+        context = SendContext(
+            client=client,
+            sessions=sessions,
+            inbox=inbox,
+            clock=clock,
+            kv=kv,
+            media_cache_seconds=settings.welcome.media_cache_seconds,
+        )
         outbox = OutboxSender(sessions, effects, context, clock, settings.outbox)
         scheduler = Scheduler(sessions, effects, clock, settings.scheduler, deps)
         scheduler.register(channel_sync.TIMER_KIND, channel_sync.on_channels_sync_timer)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from sqlalchemy import select
 
 from bot.store.models import OutboxRow, TimelineEntry, WelcomeAssignment
-from bot.store.readers import WelcomeHistories
 
 WELCOME = "/cgi-bin/externalcontact/send_welcome_msg"
 UPLOAD = "/cgi-bin/media/upload"
@@ -20,20 +17,10 @@ async def rows(stack, model, *where):
 
 
 @pytest.fixture
-async def wstack(stack_factory):
-    """The default stack, with the welcome reader and the media cache wired in."""
-    stack = await stack_factory()
-    runtime = stack.runtime
-    # Until bot/runtime.py passes them itself: the KV for media_ids and the history reader.
-    if runtime.outbox._ctx.kv is None:
-        runtime.outbox._ctx = dataclasses.replace(
-            runtime.outbox._ctx,
-            kv=runtime.kv,
-            media_cache_seconds=runtime.settings.welcome.media_cache_seconds,
-        )
-    if runtime.deps.welcome_history is None:
-        runtime.deps = dataclasses.replace(runtime.deps, welcome_history=WelcomeHistories(runtime.sessions))
-        runtime.worker._deps = runtime.deps
+async def wstack(stack):
+    """The default stack (the runtime wires the welcome reader and the media cache)."""
+    assert stack.runtime.outbox._ctx.kv is stack.runtime.kv
+    assert stack.runtime.deps.welcome_history is not None
     return stack
 
 
