@@ -93,12 +93,14 @@ async def run_demo(base: Settings, *, keep: bool = False, out: Callable[[str], N
         out(
             f"   service  http://127.0.0.1:{svc_port}   emulator http://127.0.0.1:{emu_port}   data {workdir}"
         )
+        await chapter_channel_codes(demo)
         customer = await chapter_new_contact(demo)
         await chapter_kf_message(demo, customer)
         await chapter_kf_menu(demo, customer)
         await chapter_kf_handoff(demo, customer)
         await chapter_wecom_retry(demo)
         await print_timeline(demo, customer)
+        await chapter_weekend_evening(demo)
         await print_calls(demo)
     finally:
         for runner in reversed(runners):
@@ -116,6 +118,37 @@ async def run_demo(base: Settings, *, keep: bool = False, out: Callable[[str], N
     return 0
 
 
+async def chapter_channel_codes(demo: Demo) -> None:
+    """Ops sync the channel live codes in channels.yaml: one QR code per store and campaign."""
+    from pathlib import Path
+
+    from bot import channel_sync, channels
+
+    demo.out("\n0. Ops sync the channel live codes (content_library/channels.yaml)")
+    library = channels.load_channels(Path(demo.runtime.settings.content.dir) / "channels.yaml")
+    results = await channel_sync.sync(
+        demo.runtime.client,
+        demo.runtime.sessions,
+        library,
+        demo.clock.now().date(),
+        now=demo.clock.timestamp(),
+    )
+    for result in results:
+        demo.out(f"   {result.name:<6} state={result.state:<14} {','.join(result.users):<28} {result.change}")
+    demo.check(
+        bool(results) and all(r.change == "added" and r.qr_code for r in results),
+        f"{len(results)} codes created with add_contact_way, each with its QR code",
+    )
+    again = await channel_sync.sync(
+        demo.runtime.client,
+        demo.runtime.sessions,
+        library,
+        demo.clock.now().date(),
+        now=demo.clock.timestamp(),
+    )
+    demo.check(all(r.change == "unchanged" for r in again), "a second sync changes nothing")
+
+
 async def chapter_new_contact(demo: Demo) -> str:
     """A customer scans the Jing'an store's channel code and adds guide 小林."""
     demo.out("\n1. 王女士 scans the 静安店 channel code and adds guide 小林")
@@ -131,6 +164,11 @@ async def chapter_new_contact(demo: Demo) -> str:
     )
     demo.check(row is not None and row.first_state == CHANNEL, f"channel attributed from State={CHANNEL}")
     demo.check(follow is not None and follow.userid == GUIDE, "follow relation 王女士 × 小林 recorded")
+    welcome = [c for c in demo.emu.calls("/externalcontact/send_welcome_msg") if c["errcode"] == 0]
+    demo.check(
+        len(welcome) == 1 and welcome[0]["body"]["welcome_code"] == added["welcome_code"],
+        "welcome script sent within 20 s (send_welcome_msg, with the size-chart image uploaded once)",
+    )
     return customer
 
 
@@ -225,6 +263,45 @@ async def chapter_wecom_retry(demo: Demo) -> None:
     demo.check(len(added) == 1, "and not processed a second time (one contact_added entry)")
     demo.check(len(demo.emu.calls("/externalcontact/get")) == 1, "no second externalcontact/get")
     demo.check(all(r.status == "done" for r in inbox), f"inbox: {len(inbox)} rows, all done")
+
+
+SATURDAY_EVENING = dt.datetime(2026, 11, 28, 21, 0, tzinfo=SHANGHAI)
+
+
+async def chapter_weekend_evening(demo: Demo) -> None:
+    """Saturday 21:00: a new customer scans the store code, gets the weekend-evening welcome, is tagged."""
+    demo.clock.set(SATURDAY_EVENING)
+    demo.out("\n6. Saturday 21:00 — 陈女士 scans the 静安店 code (guide 张美)")
+    added = await demo.emu.simulate_add_contact(userid="zhangmei", state=CHANNEL, name="陈女士")
+    await demo.settle()
+    welcome = [c for c in demo.emu.calls("/externalcontact/send_welcome_msg") if c["errcode"] == 0]
+    text = welcome[-1]["body"].get("text", {}).get("content", "") if welcome else ""
+    demo.check(
+        bool(welcome) and welcome[-1]["body"]["welcome_code"] == added["welcome_code"],
+        "welcomed within the code's 20 s",
+    )
+    demo.check(
+        "晚上好" in text and "静安嘉里店" in text,
+        f"the weekend-evening script, with her store: 「{text[:34]}…」",
+    )
+    customer = added["external_userid"]
+    demo.out("   She writes to 微信客服: 「宝宝八个月了，奶粉喝几段呀」")
+    await demo.emu.simulate_kf_message("宝宝八个月了，奶粉喝几段呀", external_userid=customer)
+    await demo.settle()
+    demo.clock.advance(seconds=demo.runtime.settings.tagging.sync_delay_seconds + 1)
+    await demo.settle()
+    from bot import profile
+
+    found = await profile.load_profile(demo.runtime.sessions, customer, demo.clock.now().date())
+    tags = {t.tag for t in found.tags} if found else set()
+    demo.check({"宝妈", "奶粉-2段"} <= tags, f"tagged from what she said: {'、'.join(sorted(tags))}")
+    marked = [c for c in demo.emu.calls("/externalcontact/mark_tag") if c["errcode"] == 0]
+    demo.check(
+        bool(marked) and marked[-1]["body"]["userid"] == "zhangmei",
+        "the tags reached WeCom on her follow with 张美 (mark_tag), created first where missing",
+    )
+    if found:
+        demo.out("\n" + "\n".join("   " + line for line in profile.render(found).splitlines()))
 
 
 def _hhmmss(ts: float) -> str:
