@@ -102,7 +102,9 @@ class OutboxSender:
         now = self._clock.timestamp()
         attempt = row.attempts + 1
         if row.deadline_at is not None and now >= row.deadline_at:
-            await self._fail(row, action, attempt, None, "deadline passed before the send (window closed)")
+            # Keep the errcode that held it back (if any): that is why the window was missed.
+            reason = "deadline passed before the send (window closed)"
+            await self._fail(row, action, attempt, row.last_errcode, reason)
             return
         try:
             sent = await SENDERS[row.kind](self._ctx, action)

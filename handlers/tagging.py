@@ -228,6 +228,60 @@ async def on_customer_message(event: ev.KfCustomerMessage, deps: Deps) -> list[a
     )
 
 
+_CHANNELS: dict[str, tuple[Any, ...]] = {}
+
+
+def channels_of(snapshot: Any) -> tuple[Any, ...]:
+    """The snapshot's channels.yaml, parsed once per version; none when absent or invalid."""
+    text = (getattr(snapshot, "files", None) or {}).get("channels.yaml")
+    if not text:
+        return ()
+    key = rules_digest({"channels.yaml": text})
+    if key not in _CHANNELS:
+        from bot.channels import load_channels_text
+
+        try:
+            _CHANNELS[key] = load_channels_text(text, "channels.yaml")
+        except errors.ContentErrors:
+            _CHANNELS[key] = ()  # `siyu content validate` reports it; entry tags wait for a good file
+    return _CHANNELS[key]
+
+
+def entry_tag_actions(
+    event: ev.ContactAdded | ev.ContactHalfAdded, channels: tuple[Any, ...], *, at: float, sync_delay: float
+) -> list[act.Action]:
+    """The channel's entry tags for a customer who came through its code (State)."""
+    from bot.channels import channel_for_state
+
+    channel = channel_for_state(channels, event.state) if event.state else None
+    if channel is None or not channel.entry_tags:
+        return []
+    out: list[act.Action] = []
+    for name in channel.entry_tags:
+        group, _, tag = name.partition("/")
+        out.append(
+            act.TagCustomer(event.external_userid, tag, group, f"channel:{channel.key}", event.dedup_key, at)
+        )
+    out.append(
+        act.Schedule(
+            sync_key(event.external_userid, at, sync_delay),
+            SYNC_TIMER,
+            at + sync_delay,
+            {"external_userid": event.external_userid},
+        )
+    )
+    return out
+
+
+@router.on(ev.ContactAdded, ev.ContactHalfAdded)
+def on_contact_added(event: ev.ContactAdded | ev.ContactHalfAdded, deps: Deps) -> list[act.Action]:
+    """A customer came through a channel code: apply the channel's entry tags."""
+    at = float(event.create_time) if event.create_time else deps.clock.timestamp()
+    return entry_tag_actions(
+        event, channels_of(deps.content()), at=at, sync_delay=deps.settings.tagging.sync_delay_seconds
+    )
+
+
 @router.on(ev.CorpTagChanged)
 def on_corp_tag_changed(event: ev.CorpTagChanged, deps: Deps) -> list[act.Action]:
     """An admin changed corp tags in the console: re-read the list into corp_tags."""

@@ -4,29 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import dataclasses
 import json
 
 from sqlalchemy import select
 
-from bot import cli_customer, errors
+from bot import cli_customer
 from bot.profile import load_profile, render
 from bot.store.models import CorpTag, Customer, CustomerAttribute, CustomerTag
-from bot.store.readers import CustomerTags
-from handlers import tagging
 
 TOKEN = "api-test-token"
-
-
-def wire(stack) -> None:
-    """The tags_sync timer and its reader (a no-op once bot/runtime.py wires them itself)."""
-    runtime = stack.runtime
-    if runtime.deps.customer_tags is None:
-        deps = dataclasses.replace(runtime.deps, customer_tags=CustomerTags(runtime.sessions))
-        runtime.scheduler._deps = deps
-    with contextlib.suppress(errors.ConfigError):
-        runtime.scheduler.register(tagging.SYNC_TIMER, tagging.on_tags_sync)
 
 
 async def customer_of_xiaolin(stack) -> str:
@@ -37,7 +23,6 @@ async def customer_of_xiaolin(stack) -> str:
 
 async def test_kf_words_become_tags_attributes_and_one_debounced_mark_tag(stack_factory) -> None:
     stack = await stack_factory(**{"api.token": TOKEN})
-    wire(stack)
     cust = await customer_of_xiaolin(stack)
     await stack.emu.simulate_kf_message("宝宝八个月了，奶粉喝几段", external_userid=cust)
     await stack.drain()
@@ -91,7 +76,6 @@ async def test_kf_words_become_tags_attributes_and_one_debounced_mark_tag(stack_
 
 
 async def test_replayed_message_adds_no_points_and_kf_only_customer_keeps_local_tags(stack) -> None:
-    wire(stack)
     sent = await stack.emu.simulate_kf_message("宝宝八个月了")
     cust = sent["external_userid"]
     await stack.drain()
@@ -127,7 +111,6 @@ async def test_change_external_tag_refreshes_corp_tags(stack) -> None:
 
 
 async def test_cli_show_prints_tags_attributes_sources_score_and_timeline(stack, capsys, monkeypatch) -> None:
-    wire(stack)
     cust = await customer_of_xiaolin(stack)
     await stack.emu.simulate_kf_message("宝宝八个月了，奶粉喝几段", external_userid=cust)
     await stack.drain()
@@ -143,3 +126,17 @@ async def test_cli_show_prints_tags_attributes_sources_score_and_timeline(stack,
     assert shown["external_userid"] == cust and {t["tag"] for t in shown["tags"]} == {"宝妈", "奶粉-2段"}
     args = argparse.Namespace(config=None, external_userid="wmNOBODY", json=False)
     assert await asyncio.to_thread(cli_customer.cmd_customer_show, args) == 1
+
+
+async def test_a_channel_code_applies_its_entry_tags(stack) -> None:
+    added = await stack.emu.simulate_add_contact(userid="zhangmei", state="store_jingan")
+    await stack.drain()
+    async with stack.runtime.sessions() as session:
+        tags = {(t.group_name, t.tag_name): t.source for t in await session.scalars(select(CustomerTag))}
+    assert tags == {("渠道", "门店"): "channel:store_jingan", ("门店", "静安店"): "channel:store_jingan"}
+    stack.clock.advance(seconds=stack.settings.tagging.sync_delay_seconds + 1)
+    await stack.drain()
+    [marked] = stack.calls("/cgi-bin/externalcontact/mark_tag")
+    body = marked["body"]
+    assert (body["userid"], body["external_userid"]) == ("zhangmei", added["external_userid"])
+    assert len(body["add_tag"]) == 2
