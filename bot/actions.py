@@ -217,8 +217,9 @@ class WeComAction(Action):
 
     @property
     def partition(self) -> str:
-        """Customer whose sends stay in order."""
-        return ""
+        """Whose sends stay in order: by default the customer the action is about, if any."""
+        customer = getattr(self, "external_userid", "")
+        return f"cust:{customer}" if customer else ""
 
     def deadline(self, now: float) -> float | None:
         """Epoch seconds after which sending is pointless (None: no deadline)."""
@@ -245,10 +246,6 @@ class SendWelcome(WeComAction):
     def idem_key(self) -> str:
         return f"welcome:{self.welcome_code}"
 
-    @property
-    def partition(self) -> str:
-        return f"cust:{self.external_userid}"
-
     def deadline(self, now: float) -> float | None:
         return (self.event_time or now) + self.window_seconds
 
@@ -267,10 +264,6 @@ class SendKfText(WeComAction):
     def idem_key(self) -> str:
         return f"kf:reply:{self.open_kfid}:{self.reply_to}"
 
-    @property
-    def partition(self) -> str:
-        return f"cust:{self.external_userid}"
-
 
 @dataclass(frozen=True)
 class SendKfMenu(WeComAction):
@@ -288,10 +281,6 @@ class SendKfMenu(WeComAction):
     def idem_key(self) -> str:
         return f"kf:menu:{self.open_kfid}:{self.reply_to}"
 
-    @property
-    def partition(self) -> str:
-        return f"cust:{self.external_userid}"
-
 
 @dataclass(frozen=True)
 class SendKfEventMessage(WeComAction):
@@ -307,10 +296,6 @@ class SendKfEventMessage(WeComAction):
     @property
     def idem_key(self) -> str:
         return f"kf:event:{self.code}"
-
-    @property
-    def partition(self) -> str:
-        return f"cust:{self.external_userid}"
 
     def deadline(self, now: float) -> float | None:
         return (self.event_time or now) + self.window_seconds
@@ -331,10 +316,6 @@ class KfHandOff(WeComAction):
     @property
     def idem_key(self) -> str:
         return f"kf:handoff:{self.open_kfid}:{self.reply_to}"
-
-    @property
-    def partition(self) -> str:
-        return f"cust:{self.external_userid}"
 
 
 @dataclass(frozen=True)
@@ -362,10 +343,6 @@ class RefreshCustomer(WeComAction):
     @property
     def idem_key(self) -> str:
         return f"refresh:{self.external_userid}:{self.reason_key}"
-
-    @property
-    def partition(self) -> str:
-        return f"cust:{self.external_userid}"
 
 
 @dataclass(frozen=True)
@@ -407,10 +384,6 @@ class MarkTags(WeComAction):
     def idem_key(self) -> str:
         return f"tags:{self.external_userid}:{self.userid}:{self.key}"
 
-    @property
-    def partition(self) -> str:
-        return f"cust:{self.external_userid}"
-
 
 @dataclass(frozen=True)
 class SyncChannels(WeComAction):
@@ -443,10 +416,7 @@ class EnsureCorpTags(WeComAction):
     def idem_key(self) -> str:
         return f"corptags:ensure:{self.key}"
 
-    @property
-    def partition(self) -> str:
-        # The customer's partition: the MarkTags after it waits until the ids are stored.
-        return f"cust:{self.external_userid}"
+    # In the customer's partition (the default): the MarkTags queued after it waits for the ids.
 
 
 @dataclass(frozen=True)
