@@ -254,15 +254,7 @@ def load_channels_text(
     try:
         model = ChannelsFile.model_validate(loaded.data if loaded.data is not None else {})
     except ValidationError as exc:
-        for err in exc.errors(include_url=False):
-            loc = err["loc"]
-            if _union_noise(loc, loaded):
-                continue
-            reason = err["msg"].removeprefix("Value error, ")
-            where = _dotted(loc, loaded)
-            problems.append(
-                errors.ContentError(name, loaded.line_of(loc), f"{where}: {reason}" if where else reason)
-            )
+        problems += yamlfile.problems_from(exc, loaded, skip=lambda loc: _union_noise(loc, loaded))
     # Cross-checks read the raw data so that they still report when a neighbouring channel is invalid.
     _check(loaded, problems, frozenset(welcome_ids) if welcome_ids is not None else None)
     if problems or model is None:
@@ -290,19 +282,6 @@ def _raw(data: Any, loc: Sequence[Any]) -> Any:
         except (KeyError, IndexError, TypeError):
             return None
     return data
-
-
-def _dotted(loc: tuple[Any, ...], loaded: yamlfile.Loaded) -> str:
-    """`channels[3].guides.sat[0]` for a pydantic location, leaving out segments the document lacks."""
-    out = ""
-    path: tuple[Any, ...] = ()
-    for position, part in enumerate(loc):
-        if (*path, part) in loaded.lines:
-            path = (*path, part)
-        elif position != len(loc) - 1 or not isinstance(part, str):
-            continue  # a union member's name or "[key]": not something ops wrote
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 def _check(

@@ -541,43 +541,11 @@ def _validate(
     try:
         return model_type.model_validate(loaded.data)
     except ValidationError as exc:
-        for err in exc.errors(include_url=False):
-            loc = err["loc"]
-            reason = _reason(err["msg"])
-            where = _dotted(loc, loaded)
-            problems.append(
-                errors.ContentError(
-                    loaded.name, loaded.line_of(loc), f"{where}: {reason}" if where else reason
-                )
-            )
+        problems += yamlfile.problems_from(exc, loaded, union_tags=_UNION_TAGS)
         return None
 
 
-def _reason(message: str) -> str:
-    for prefix in ("Value error, ", "Assertion failed, "):
-        if message.startswith(prefix):
-            return message[len(prefix) :]
-    return message
-
-
 _UNION_TAGS = frozenset(("image", "link", "miniprogram"))
-
-
-def _dotted(loc: tuple[Any, ...], loaded: yamlfile.Loaded) -> str:
-    """`faqs[3].answer` for a pydantic location, leaving out segments the document does not have."""
-    out = ""
-    path: tuple[Any, ...] = ()
-    for position, part in enumerate(loc):
-        if (*path, part) in loaded.lines:
-            path = (*path, part)
-        elif part in _UNION_TAGS or not (
-            position == len(loc) - 1 and isinstance(part, str) and part != "[key]"
-        ):
-            # A union tag, "[key]" or a nested helper field: not something ops wrote. A missing
-            # field is kept, as the last segment, so the message says what is missing.
-            continue
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 def _sorted(problems: list[errors.ContentError]) -> list[errors.ContentError]:

@@ -276,31 +276,12 @@ def load_rules_text(text: str, name: str = TAGGING_FILE) -> TaggingRules:
     try:
         model = TaggingRules.model_validate(loaded.data)
     except ValidationError as exc:
-        for err in exc.errors(include_url=False):
-            loc = err["loc"]
-            reason = err["msg"].removeprefix("Value error, ")
-            where = _dotted(loc, loaded)
-            problems.append(
-                errors.ContentError(name, loaded.line_of(loc), f"{where}: {reason}" if where else reason)
-            )
+        problems += yamlfile.problems_from(exc, loaded)
     # Cross-checks read the raw data so that they still report when a neighbouring rule is invalid.
     _check_references(loaded, problems)
     if problems or model is None:
         raise errors.ContentErrors(sorted(problems, key=lambda e: e.line or 0))
     return model
-
-
-def _dotted(loc: tuple[Any, ...], loaded: yamlfile.Loaded) -> str:
-    """`rules[3].patterns[0]` for a pydantic location, leaving out segments the document does not have."""
-    out = ""
-    path: tuple[Any, ...] = ()
-    for position, part in enumerate(loc):
-        if (*path, part) in loaded.lines:
-            path = (*path, part)
-        elif position != len(loc) - 1 or not isinstance(part, str):
-            continue  # a union member's name or "[key]": not something ops wrote
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 def _items(data: Any, key: str) -> list[tuple[int, dict[str, Any]]]:

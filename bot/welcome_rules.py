@@ -312,11 +312,7 @@ def load_rules_text(
         try:
             model = WelcomeRules.model_validate(data)
         except ValidationError as exc:
-            for err in exc.errors():
-                loc = tuple(err["loc"])
-                where = ".".join(str(p) for p in loc)
-                reason = err["msg"].removeprefix("Value error, ")
-                problems.append(errors.ContentError(name, loaded.line_of(loc), f"{where}: {reason}"))
+            problems += yamlfile.problems_from(exc, loaded)
         _cross_check(loaded, problems, Path(library_dir) if library_dir else None)
     if problems or model is None:
         raise errors.ContentErrors(sorted(problems, key=lambda p: (p.line or 0, p.reason)))

@@ -8,12 +8,13 @@ A YAML syntax error raises `errors.ContentError` with the parser's own line.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from bot import errors
 
@@ -106,3 +107,48 @@ def _key(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
     if isinstance(node, yaml.ScalarNode):
         return loader.construct_object(node)
     return node.start_mark.line  # an unhashable key; construction has already refused it
+
+
+def problems_from(
+    exc: ValidationError,
+    loaded: Loaded,
+    *,
+    union_tags: frozenset[str] = frozenset(),
+    skip: Callable[[tuple[Any, ...]], bool] | None = None,
+) -> list[errors.ContentError]:
+    """Every error of a pydantic validation as `file:line: where: reason`, `where` in the YAML's terms."""
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        if skip is not None and skip(loc):
+            continue
+        where = dotted(loc, loaded, union_tags)
+        reason = _reason(err["msg"])
+        out.append(
+            errors.ContentError(loaded.name, loaded.line_of(loc), f"{where}: {reason}" if where else reason)
+        )
+    return out
+
+
+def dotted(loc: tuple[Any, ...], loaded: Loaded, union_tags: frozenset[str] = frozenset()) -> str:
+    """`faqs[3].answer` for a pydantic location, leaving out segments the document does not have."""
+    out = ""
+    path: tuple[Any, ...] = ()
+    for position, part in enumerate(loc):
+        if (*path, part) in loaded.lines:
+            path = (*path, part)
+        elif part in union_tags or not (
+            position == len(loc) - 1 and isinstance(part, str) and part != "[key]"
+        ):
+            # A union tag, "[key]" or a nested helper field: not something ops wrote. A missing
+            # field is kept, as the last segment, so the message says what is missing.
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _reason(message: str) -> str:
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    return message
