@@ -86,7 +86,8 @@ def serve_siyu(port: int, db_url: str) -> None:
     )
     setup_logging(settings.logging.level, settings.logging.format, secret_values(settings))
     web.run_app(
-        create_app(settings, run_workers=False),
+        # As `siyu serve` does: long-lived startup objects are moved out of the collector's way.
+        create_app(settings, run_workers=False, freeze_gc=True),
         host="127.0.0.1",
         port=port,
         shutdown_timeout=settings.service.shutdown_timeout_seconds,
