@@ -572,8 +572,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--pool",
         type=int,
-        default=30_000,
-        help="distinct callbacks pre-built per server (default 30000); a closed loop stops early"
+        default=45_000,
+        help="distinct callbacks pre-built per server (default 45000); a closed loop stops early"
         " when they run out",
     )
     parser.add_argument(
