@@ -431,6 +431,22 @@ class RefreshCorpTags(WeComAction):
         return f"corptags:refresh:{self.reason_key}"
 
 
+@dataclass(frozen=True)
+class SyncArchive(WeComAction):
+    """Pull the chat archive (会话内容存档) from the stored seq into the inbox, after a msgaudit_notify."""
+
+    kind: ClassVar[str] = "archive_sync"
+    reason_key: str
+
+    @property
+    def idem_key(self) -> str:
+        return f"archivesync:{self.reason_key}"
+
+    @property
+    def partition(self) -> str:
+        return "archive"  # one pull at a time: each continues from the seq the last one stored
+
+
 WECOM_ACTIONS: dict[str, type[WeComAction]] = {
     cls.kind: cls
     for cls in (
@@ -446,6 +462,7 @@ WECOM_ACTIONS: dict[str, type[WeComAction]] = {
         SyncChannels,
         EnsureCorpTags,
         RefreshCorpTags,
+        SyncArchive,
     )
 }
 

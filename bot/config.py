@@ -176,6 +176,28 @@ class ChannelsSettings(_Section):
     daily_sync_at: str = "00:05"
 
 
+class ArchiveSettings(_Section):
+    """会话内容存档 (chat archive): what customers write to guides in 1:1 chats and customer groups.
+
+    `adapter: sdk` loads WeCom's Finance SDK (libWeWorkFinanceSdk_C.so) through ctypes; `emulator`
+    reads the emulator's archive feed over HTTP (tests and the demo). Nothing is loaded when disabled.
+    """
+
+    enabled: bool = False
+    adapter: Literal["emulator", "sdk"] = "emulator"
+    sdk_library: str = ""
+    """Path of libWeWorkFinanceSdk_C.so (adapter sdk)."""
+    secret: SecretStr | None = None
+    """The archive app's Secret (Init(sdk, corpid, secret))."""
+    private_key: SecretStr | None = None
+    """PEM of the RSA private key whose public key is set in the console (or `private_key_file`)."""
+    private_key_file: str | None = None
+    batch_limit: int = Field(1000, gt=0, le=1000)
+    timeout_seconds: int = Field(5, gt=0)
+    proxy: str = ""
+    proxy_password: SecretStr | None = None
+
+
 class LoggingSettings(_Section):
     """Logs."""
 
@@ -210,6 +232,7 @@ class Settings(_Section):
     welcome: WelcomeSettings = WelcomeSettings()
     tagging: TaggingSettings = TaggingSettings()
     channels: ChannelsSettings = ChannelsSettings()
+    archive: ArchiveSettings = ArchiveSettings()
     api: ApiSettings = ApiSettings()
     logging: LoggingSettings = LoggingSettings()
     emulator: EmulatorSettings = EmulatorSettings()

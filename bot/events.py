@@ -268,6 +268,50 @@ class KfOtherEvent(KfEvent):
     payload: tuple[tuple[str, str], ...] = ()
 
 
+# --- 会话内容存档 (chat archive) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArchiveMessagesWaiting(Event):
+    """msgaudit_notify: new messages wait in the chat archive (pulled from the stored seq)."""
+
+    agent_id: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArchiveMessage(Event):
+    """One decrypted chat-archive message (msgid, action, from, tolist, roomid, msgtime, msgtype, text).
+
+    `from_id` is a member's userid (a guide) or a customer's external_userid (wm/wo...); only the
+    latter are the customer's own words. `roomid` is set for group chats.
+    """
+
+    msgid: str
+    action: str = "send"
+    from_id: str = ""
+    tolist: tuple[str, ...] = ()
+    roomid: str = ""
+    msgtime: int = 0
+    """Milliseconds since the epoch, as the archive gives it."""
+    msg_type: str = ""
+    content: str = ""
+    customer_facing: ClassVar[bool] = True
+
+    @property
+    def from_customer(self) -> bool:
+        """True when a customer (external_userid wm/wo...) wrote it, not a member."""
+        return is_external_userid(self.from_id)
+
+
+EXTERNAL_PREFIXES = ("wm", "wo")
+"""Customers' external_userids start with wm / wo; members' userids do not (wecom-api.md §0)."""
+
+
+def is_external_userid(value: str) -> bool:
+    """True for a customer's external_userid."""
+    return value.startswith(EXTERNAL_PREFIXES)
+
+
 # --- smart robot (智能机器人, JSON) ----------------------------------------------------------------
 
 
@@ -308,4 +352,4 @@ class UnknownEvent(Event):
     fields: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
-CUSTOMER_FACING: tuple[type[Event], ...] = (ContactEvent, GroupEvent, KfEvent)
+CUSTOMER_FACING: tuple[type[Event], ...] = (ContactEvent, GroupEvent, KfEvent, ArchiveMessage)

@@ -13,12 +13,14 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from bot import channel_sync, kf, metrics
+from bot import archive, channel_sync, kf, metrics
+from bot.archive import Archive, create_archive
 from bot.clock import Clock
 from bot.config import APP_NAMES, Settings
 from bot.content import ContentStore
@@ -54,7 +56,7 @@ def default_routers() -> tuple[Router, ...]:
     """Core plumbing first, then the capabilities in `handlers.ROUTERS` order."""
     from handlers import ROUTERS
 
-    return (kf.router, *ROUTERS)
+    return (kf.router, archive.router, *ROUTERS)
 
 
 @dataclass
@@ -82,6 +84,8 @@ class Runtime:
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _progressed: asyncio.Event = field(default_factory=asyncio.Event)
     _listener: Listener | None = None
+    archive: Any = None
+    """The chat archive (`bot.archive.Archive`), when configured."""
 
     @classmethod
     async def start(
@@ -139,6 +143,10 @@ class Runtime:
         effects = Effects(clock)
         inbox = Inbox(sessions, clock)
         worker = InboxWorker(inbox, sessions, dispatcher, effects, deps, clock, settings.inbox)
+        archive: Archive | None = None
+        if settings.archive.enabled:
+            # The SDK library is loaded only here, only for `archive.adapter: sdk`.
+            archive = create_archive(settings, http)
         context = SendContext(
             client=client,
             sessions=sessions,
@@ -146,6 +154,8 @@ class Runtime:
             clock=clock,
             kv=kv,
             media_cache_seconds=settings.welcome.media_cache_seconds,
+            archive=archive,
+            archive_batch=settings.archive.batch_limit,
         )
         outbox = OutboxSender(sessions, effects, context, clock, settings.outbox)
         scheduler = Scheduler(sessions, effects, clock, settings.scheduler, deps)
@@ -171,6 +181,7 @@ class Runtime:
             deps=deps,
             content=content,
             _owns_http=owns_http,
+            archive=archive,
         )
 
     async def drain(self, max_rounds: int = 1000) -> int:
@@ -298,6 +309,8 @@ class Runtime:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         await self.inbox.close()
+        if self.archive is not None:
+            await self.archive.close()
         if self._owns_http:
             await self.http.close()
         await self.kv.close()

@@ -26,7 +26,7 @@ from bot.config import WelcomeSettings
 from bot.content import render
 from bot.events import Event
 from bot.inbox import Stored
-from bot.store.models import CorpTag, Customer, KfCursor
+from bot.store.models import ArchiveCursor, CorpTag, Customer, KfCursor
 from bot.store.sql import insert_ignore
 from bot.wecom import callback
 
@@ -57,6 +57,9 @@ class SendContext:
     kv: Any = None
     """Caches uploaded media_ids (welcome images); without it every welcome uploads its images."""
     media_cache_seconds: float = WelcomeSettings().media_cache_seconds
+    archive: Any = None
+    """The chat archive (`bot.archive.Archive`); None when not configured."""
+    archive_batch: int = 1000
 
 
 Sender = Callable[[SendContext, Any], Awaitable[Sent]]
@@ -419,6 +422,47 @@ async def _save_cursor(session: Any, open_kfid: str, cursor: str, now: float) ->
     )
     row = await session.get(KfCursor, open_kfid)
     row.cursor, row.updated_at = cursor, now
+
+
+@sender(act.SyncArchive.kind)
+async def sync_archive(ctx: SendContext, action: act.SyncArchive) -> Sent:
+    """The chat archive from the stored seq; each page's messages and its seq commit together."""
+    if ctx.archive is None:
+        return Sent({"skipped": "archive not configured"})
+    from bot.archive import CURSOR_NAME  # the archive module loads only where it is used
+
+    pulled = pages = undecryptable = 0
+    while True:
+        async with ctx.sessions() as session:
+            seq = await session.scalar(select(ArchiveCursor.seq).where(ArchiveCursor.name == CURSOR_NAME))
+        page = await ctx.archive.fetch(int(seq or 0), ctx.archive_batch)
+        items = [_stored_archive_item(record.message) for record in page.records]
+        async with ctx.sessions.begin() as session:
+            pulled += await ctx.inbox.put_in(session, [i for i in items if i is not None])
+            await _save_archive_seq(session, CURSOR_NAME, page.next_seq, ctx.clock.timestamp())
+        pages += 1
+        undecryptable += page.undecryptable
+        seen = len(page.records) + page.undecryptable
+        if seen < ctx.archive_batch or page.next_seq <= int(seq or 0):
+            break
+    if pulled:
+        ctx.inbox.wakeup.set()
+    return Sent({"new_messages": pulled, "pages": pages, "undecryptable": undecryptable})
+
+
+def _stored_archive_item(message: dict[str, Any]) -> Any:
+    try:
+        event: Event = callback.parse_archive_item(message)
+    except errors.MalformedCallback:
+        return None  # no msgid to de-duplicate on
+    return Stored(callback.ARCHIVE_ITEM, json.dumps(message, ensure_ascii=False, sort_keys=True), event)
+
+
+async def _save_archive_seq(session: Any, name: str, seq: int, now: float) -> None:
+    await session.execute(insert_ignore(session, ArchiveCursor).values(name=name, seq=seq, updated_at=now))
+    row = await session.get(ArchiveCursor, name)
+    if seq >= row.seq:
+        row.seq, row.updated_at = seq, now
 
 
 @sender(act.SyncChannels.kind)

@@ -1,7 +1,8 @@
 """Tags, attributes and lead score from what customers say; the tags go to WeCom as corp tags.
 
 Triggers: KfCustomerMessage (text the customer typed; a menu click is our own words, a RobotMessage
-is staff), CorpTagChanged (change_external_tag: an admin edited corp tags in the console), and the
+is staff), ArchiveMessage from a customer (会话内容存档; a guide's own messages are not the customer's
+words), CorpTagChanged (change_external_tag: an admin edited corp tags in the console), and the
 `tags_sync` timer. Actions: TagCustomer, SetAttribute, AddLeadScore, RecordTimeline, Schedule; from
 the timer EnsureCorpTags then one MarkTags per guide who follows the customer; RefreshCorpTags.
 Idempotency: tags are unique on customer x tag, attributes on customer x key (latest message wins),
@@ -220,6 +221,36 @@ async def on_customer_message(event: ev.KfCustomerMessage, deps: Deps) -> list[a
     extraction = extract(event.content, rules, today=dt.datetime.fromtimestamp(at, SHANGHAI).date())
     return learnt_actions(
         event.external_userid,
+        event.dedup_key,
+        extraction,
+        rules.rules,
+        at=at,
+        sync_delay=deps.settings.tagging.sync_delay_seconds,
+    )
+
+
+def is_customer_archive_text(event: ev.ArchiveMessage) -> bool:
+    """True for text a customer sent in a 1:1 chat or a group; a guide's own words are not the customer's."""
+    return (
+        event.from_customer
+        and event.action == "send"
+        and event.msg_type == "text"
+        and bool(event.content.strip())
+    )
+
+
+@router.on(ev.ArchiveMessage)
+async def on_archive_message(event: ev.ArchiveMessage, deps: Deps) -> list[act.Action]:
+    """A customer wrote to a guide or in a group (会话内容存档): learn from the sender's own words only."""
+    if not is_customer_archive_text(event):
+        return []
+    rules = await current_rules(deps.content())
+    if rules is None:
+        return []
+    at = event.msgtime / 1000 if event.msgtime else deps.clock.timestamp()
+    extraction = extract(event.content, rules, today=dt.datetime.fromtimestamp(at, SHANGHAI).date())
+    return learnt_actions(
+        event.from_id,
         event.dedup_key,
         extraction,
         rules.rules,

@@ -1,7 +1,8 @@
 """Timeline: every customer-facing event on the customer's timeline; customer and follow rows kept current.
 
 Triggers: customer-contact events (add, half add, edit, delete by customer, delete by guide,
-transfer, transfer failure, archive consent), customer-group member changes, and kf events.
+transfer, transfer failure, archive consent), customer-group member changes, kf events and
+chat-archive messages (the customer's own, and a guide's 1:1 messages to the customer).
 Actions: UpsertCustomer, UpsertFollow, EndFollow, RecordTimeline, RefreshCustomer.
 Idempotency: timeline entries are keyed by the event's dedup key (plus the member for group
 events), follow rows by (customer, guide); a retried or replayed event changes nothing twice.
@@ -158,6 +159,36 @@ def kf_actions(event: ev.KfEvent, at: float) -> list[Action]:
     return []
 
 
+def archive_actions(event: ev.ArchiveMessage, at: float) -> list[Action]:
+    """Timeline entries for an archived chat message: the customer's own, or a guide's 1:1 message to them."""
+    if event.action != "send":
+        return []
+    where = f"在客户群 {event.roomid} " if event.roomid else ""
+    what = _MSG_NAMES.get(event.msg_type, "消息")
+    data = {
+        "msgid": event.msgid,
+        "msgtype": event.msg_type,
+        "text": event.content,
+        "roomid": event.roomid,
+        "from": event.from_id,
+    }
+    if event.from_customer:
+        cust = event.from_id
+        return [
+            act.UpsertCustomer(cust, seen_at=at),
+            act.RecordTimeline(cust, "chat_message", f"{where}发来{what}", at, event.dedup_key, data),
+        ]
+    if event.roomid:
+        return []  # a guide speaking in a group is not an entry on every member's timeline
+    return [
+        act.RecordTimeline(
+            cust, "guide_message", f"导购 {event.from_id} 发来{what}", at, f"{event.dedup_key}:{cust}", data
+        )
+        for cust in event.tolist
+        if cust.startswith(_EXTERNAL_PREFIXES)
+    ]
+
+
 _MSG_NAMES = {
     "text": "文字消息",
     "image": "图片",
@@ -183,6 +214,12 @@ def on_contact(event: ev.ContactEvent, deps: Deps) -> list[Action]:
 def on_group(event: ev.GroupUpdated, deps: Deps) -> list[Action]:
     """Customer-group member changes."""
     return group_actions(event, _when(event, deps))
+
+
+@router.on(ev.ArchiveMessage)
+def on_archive(event: ev.ArchiveMessage, deps: Deps) -> list[Action]:
+    """Chat-archive messages (会话内容存档)."""
+    return archive_actions(event, event.msgtime / 1000 if event.msgtime else deps.clock.timestamp())
 
 
 @router.on(ev.KfEvent)

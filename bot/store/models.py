@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Float, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -152,6 +152,16 @@ class KfCursor(Base):
 
     open_kfid: Mapped[str] = mapped_column(String(64), primary_key=True)
     cursor: Mapped[str] = mapped_column(String(128), default="")
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class ArchiveCursor(Base):
+    """Where the chat archive (会话内容存档) pull left off: the last stored seq."""
+
+    __tablename__ = "archive_cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[float] = mapped_column(Float)
 
 

@@ -20,6 +20,8 @@ from bot.wecom.crypto import CallbackCrypto, parse_xml
 
 # Sources of plaintext stored in the inbox: the three callback apps and kf/sync_msg items.
 KF_ITEM = "kf_item"
+# A decrypted chat-archive message (会话内容存档), pulled after msgaudit_notify.
+ARCHIVE_ITEM = "archive_item"
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ def parse(app: str, plaintext: str) -> events.Event:
         return _parse_robot(_json_object(plaintext))
     if app == KF_ITEM:
         return parse_kf_item(_json_object(plaintext))
+    if app == ARCHIVE_ITEM:
+        return parse_archive_item(_json_object(plaintext))
     return _parse_xml_event(app, plaintext)
 
 
@@ -121,6 +125,15 @@ def _parse_xml_event(app: str, plaintext: str) -> events.Event:
             partition=f"kf:{open_kfid}",
             open_kfid=open_kfid,
             token=token,
+        )
+    if event == "msgaudit_notify":
+        return events.ArchiveMessagesWaiting(
+            app=app,
+            create_time=create_time,
+            route_key=RouteKey("event", event),
+            dedup_key=f"{app}:msgaudit:{create_time}:{_fields_digest(fields)}",
+            partition="archive",
+            agent_id=fields.get("AgentID", ""),
         )
     return _app_event(app, fields, create_time, event, root)
 
@@ -405,6 +418,47 @@ def parse_kf_item(item: Mapping[str, Any]) -> events.Event:
             **common,
         )
     return events.KfOtherEvent(route_key=key, event_type=event_type, payload=flat, **common)
+
+
+def parse_archive_item(item: Mapping[str, Any]) -> events.Event:
+    """One decrypted chat-archive message -> ArchiveMessage (https://developer.work.weixin.qq.com/document/path/91774).
+
+    The partition is the customer the message is about: the sender when a customer wrote it, the
+    group for group chats, else the first customer it went to.
+    """
+    msgid = str(item.get("msgid", ""))
+    if not msgid:
+        raise errors.MalformedCallback("archive message needs msgid")
+    action = str(item.get("action", "send"))
+    msg_type = str(item.get("msgtype", ""))
+    sender = str(item.get("from", ""))
+    raw_to = item.get("tolist")
+    tolist = tuple(str(t) for t in raw_to) if isinstance(raw_to, list) else ()
+    roomid = str(item.get("roomid", ""))
+    body = item.get(msg_type) if msg_type and isinstance(item.get(msg_type), dict) else {}
+    if events.is_external_userid(sender):
+        partition = f"cust:{sender}"
+    elif roomid:
+        partition = f"chat:{roomid}"
+    else:
+        customer = next((t for t in tolist if events.is_external_userid(t)), "")
+        partition = f"cust:{customer}" if customer else "archive"
+    msgtime = _int(item.get("msgtime"))
+    return events.ArchiveMessage(
+        app=ARCHIVE_ITEM,
+        create_time=msgtime // 1000 if msgtime else _int(item.get("time")) // 1000,
+        route_key=RouteKey("archive", action, msg_type),
+        dedup_key=f"archive:msg:{msgid}",
+        partition=partition,
+        msgid=msgid,
+        action=action,
+        from_id=sender,
+        tolist=tolist,
+        roomid=roomid,
+        msgtime=msgtime,
+        msg_type=msg_type,
+        content=str(body.get("content", "")) if msg_type == "text" else "",
+    )
 
 
 def _fields_digest(fields: Mapping[str, str]) -> str:

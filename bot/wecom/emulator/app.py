@@ -18,6 +18,7 @@ from bot.wecom.emulator import (
     api_tags,
     api_token,
     api_welcome,
+    archive,
     control,
     dispatch,
 )
@@ -54,6 +55,7 @@ def create_emulator(
         return await dispatch.handle(state, specs.get(request.path), request)
 
     app.router.add_routes(control.routes(state))
+    app.router.add_routes(archive.routes(state))
     app.router.add_route("*", "/cgi-bin/{tail:.*}", cgi_bin)
     app.cleanup_ctx.append(_session_ctx)
     return app

@@ -33,6 +33,7 @@ ACTIONS = (
     "tag_event",
     "app_message",
     "robot_message",
+    "archive_message",
     "raw",
     "verify_url",
 )
@@ -483,6 +484,54 @@ class SimulateMixin:
         )
         notify = await self._kf_notify(open_kfid)
         return {"open_kfid": open_kfid, "external_userid": external_userid, "msgid": item["msgid"], **notify}
+
+    # -- 会话内容存档 (chat archive) ----------------------------------------------------------------
+
+    async def simulate_archive_message(
+        self,
+        sender: str,
+        text: str,
+        tolist: list[str] | None = None,
+        roomid: str = "",
+        msgtype: str = "text",
+        notify: bool = True,
+    ) -> dict[str, Any]:
+        """Someone writes in a 1:1 chat or a customer group: archived, then msgaudit_notify (contact app).
+
+        `sender` is a member's userid or a customer's external_userid. A customer's 1:1 message
+        without `tolist` goes to the guides the customer follows; a guide's 1:1 message needs `tolist`.
+        """
+        from bot.wecom.emulator.archive import feed_of, msgaudit_notify
+
+        customer_sent = sender.startswith(("wm", "wo"))
+        if not customer_sent:
+            self._staff(sender)
+        if tolist is None:
+            if customer_sent and not roomid:
+                tolist = [userid for (userid, ext) in self.world.follows if ext == sender]
+            else:
+                tolist = []
+        if not roomid and not tolist:
+            raise ValueError("a 1:1 message needs tolist (or a customer who follows a guide)")
+        msgid = f"{self.ids.digits(19)}_{self._now()}_external"
+        message: dict[str, Any] = {
+            "msgid": msgid,
+            "action": "send",
+            "from": sender,
+            "tolist": list(tolist),
+            "roomid": roomid,
+            "msgtime": int(self.clock.timestamp() * 1000),
+            "msgtype": msgtype,
+        }
+        if msgtype == "text":
+            message["text"] = {"content": text}
+        seq = feed_of(self).append(message)
+        result: dict[str, Any] = {"msgid": msgid, "seq": seq}
+        if notify:
+            agent_id = self.settings.app("contact").agent_id or 0
+            xml = msgaudit_notify(self._corp(), self._now(), agent_id)
+            result["delivery"] = await self.deliver("contact", xml, event="msgaudit_notify")
+        return result
 
     # -- app, robot, raw -------------------------------------------------------------------------
 
