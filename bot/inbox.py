@@ -81,7 +81,10 @@ class Inbox:
                 if self._conn is None:
                     # The writer keeps one connection: a pool checkout per batch costs more than the insert.
                     self._conn = await self._engine.connect()
-                inserted = await bulk.insert_inbox_rows(self._conn, self._rows([item for item, _ in batch]))
+                async with self._sessions.write_lock():
+                    inserted = await bulk.insert_inbox_rows(
+                        self._conn, self._rows([item for item, _ in batch])
+                    )
             except Exception as exc:  # the database is down: every caller answers 500, WeCom retries
                 await self._drop_connection()
                 for _, future in batch:
