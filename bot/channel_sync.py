@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from bot import actions as act
 from bot import errors
 from bot.channels import SCENE_QR, Channel, Op, code_type, load_channels, plan
 from bot.clock import SHANGHAI
+from bot.store.db import Sessions
 from bot.store.models import ChannelCode, Follow
 
 __all__ = [
@@ -62,7 +62,7 @@ def midnight(day: dt.date) -> float:
 
 
 async def count_adds(
-    sessions: async_sessionmaker, channels: Sequence[Channel], day: dt.date
+    sessions: Sessions, channels: Sequence[Channel], day: dt.date
 ) -> dict[str, dict[str, int]]:
     """Channel key -> guide -> follows added with the channel's state since `day`'s local midnight."""
     by_state = {c.state: c.key for c in channels}
@@ -81,7 +81,7 @@ async def count_adds(
     return out
 
 
-async def stored_codes(sessions: async_sessionmaker) -> dict[str, ChannelCode]:
+async def stored_codes(sessions: Sessions) -> dict[str, ChannelCode]:
     """Every stored code by channel key (detached rows: read-only)."""
     async with sessions() as session:
         rows = (await session.scalars(select(ChannelCode).order_by(ChannelCode.key))).all()
@@ -91,7 +91,7 @@ async def stored_codes(sessions: async_sessionmaker) -> dict[str, ChannelCode]:
 
 async def sync(
     client: Any,
-    sessions: async_sessionmaker,
+    sessions: Sessions,
     channels: Sequence[Channel],
     day: dt.date,
     adds: Mapping[str, Mapping[str, int]] | None = None,
@@ -132,9 +132,7 @@ def _result(op: Op, row: ChannelCode | None, change: str, error: str = "") -> Re
     )
 
 
-async def _apply(
-    client: Any, sessions: async_sessionmaker, op: Op, row: ChannelCode | None, now: float
-) -> Result:
+async def _apply(client: Any, sessions: Sessions, op: Op, row: ChannelCode | None, now: float) -> Result:
     """Do one op against WeCom, then store what WeCom answered."""
     if op.kind == "delete":
         await _delete_way(client, op.config_id)

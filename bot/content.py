@@ -37,11 +37,11 @@ from pydantic import (
 )
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from bot import errors, yamlfile
 from bot.clock import SHANGHAI, Clock
 from bot.config import Settings
+from bot.store.db import Sessions
 from bot.store.models import ContentVersion
 
 _LOGGER = logging.getLogger(__name__)
@@ -670,7 +670,7 @@ class ContentStore:
         self,
         settings: Settings,
         clock: Clock,
-        sessions: async_sessionmaker | None = None,
+        sessions: Sessions | None = None,
         index_builder: IndexBuilder | None = None,
     ) -> None:
         self._settings = settings.content
@@ -778,7 +778,7 @@ class ContentStore:
                 self._failing = False
 
     async def publish(
-        self, sessions: async_sessionmaker, directory: str | Path, published_by: str
+        self, sessions: Sessions, directory: str | Path, published_by: str
     ) -> ContentVersion | None:
         """Validate `directory` and store it as the newest version (see `publish`)."""
         return await publish(sessions, directory, published_by, clock=self._clock)
@@ -829,7 +829,7 @@ class ContentStore:
 
 
 async def publish(
-    sessions: async_sessionmaker, directory: str | Path, published_by: str, *, clock: Clock
+    sessions: Sessions, directory: str | Path, published_by: str, *, clock: Clock
 ) -> ContentVersion | None:
     """Validate `directory` and store it as the newest ContentVersion; None when it already is.
 

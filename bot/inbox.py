@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import and_, exists, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import aliased
 
 from bot import errors, metrics, retry
@@ -27,6 +27,7 @@ from bot.effects import Effects
 from bot.events import Event
 from bot.router import Dispatcher
 from bot.store import bulk
+from bot.store.db import Sessions
 from bot.store.models import InboxRow
 from bot.store.sql import claim, insert_ignore
 from bot.wecom import callback
@@ -54,7 +55,7 @@ class Inbox:
     one commit on many of them, which is what keeps acks in milliseconds under load.
     """
 
-    def __init__(self, sessions: async_sessionmaker, clock: Clock, *, batch_max: int = 500) -> None:
+    def __init__(self, sessions: Sessions, clock: Clock, *, batch_max: int = 500) -> None:
         self._sessions = sessions
         self._engine: AsyncEngine = sessions.kw["bind"]
         self._conn: AsyncConnection | None = None
@@ -204,7 +205,7 @@ class InboxWorker:
     def __init__(
         self,
         inbox: Inbox,
-        sessions: async_sessionmaker,
+        sessions: Sessions,
         dispatcher: Dispatcher,
         effects: Effects,
         deps: object,

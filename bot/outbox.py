@@ -14,7 +14,6 @@ import asyncio
 import logging
 
 from sqlalchemy import and_, exists, or_, select, update
-from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from bot import actions as act
@@ -23,6 +22,7 @@ from bot.clock import Clock
 from bot.config import OutboxSettings
 from bot.effects import Effects
 from bot.senders import SENDERS, SendContext
+from bot.store.db import Sessions
 from bot.store.models import OutboxRow
 from bot.store.sql import claim
 
@@ -36,7 +36,7 @@ class OutboxSender:
 
     def __init__(
         self,
-        sessions: async_sessionmaker,
+        sessions: Sessions,
         effects: Effects,
         context: SendContext,
         clock: Clock,
@@ -208,7 +208,7 @@ _KIND_NAMES = {
 }
 
 
-async def failed_rows(sessions: async_sessionmaker, limit: int = 100) -> list[OutboxRow]:
+async def failed_rows(sessions: Sessions, limit: int = 100) -> list[OutboxRow]:
     """Sends that failed for good, newest first."""
     async with sessions() as session:
         query = (
@@ -217,7 +217,7 @@ async def failed_rows(sessions: async_sessionmaker, limit: int = 100) -> list[Ou
         return list((await session.scalars(query)).all())
 
 
-async def retry_row(sessions: async_sessionmaker, row_id: int, now: float) -> bool:
+async def retry_row(sessions: Sessions, row_id: int, now: float) -> bool:
     """Put a failed send back in line (a WelcomeCode past its window will fail again, on purpose)."""
     async with sessions.begin() as session:
         result = await session.execute(

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from bot import numerals
 from bot.clock import SHANGHAI
+from bot.store.db import Sessions
 from bot.store.models import ChannelCode, Customer, CustomerAttribute, CustomerTag, Follow, TimelineEntry
 
 TIMELINE_LIMIT = 50
@@ -111,7 +111,7 @@ def derive(key: str, value: str, today: dt.date) -> dict[str, Any]:
 
 
 async def load_profile(
-    sessions: async_sessionmaker, external_userid: str, today: dt.date, *, limit: int = TIMELINE_LIMIT
+    sessions: Sessions, external_userid: str, today: dt.date, *, limit: int = TIMELINE_LIMIT
 ) -> Profile | None:
     """The customer's profile as of `today`; None when Siyu does not know the customer."""
     async with sessions() as session:

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import archive, channel_sync, kf, metrics
 from bot.archive import Archive, create_archive
@@ -33,6 +33,7 @@ from bot.router import Dispatcher, Router
 from bot.scheduler import Scheduler
 from bot.senders import SendContext
 from bot.store import db, housekeeping
+from bot.store.db import Sessions
 from bot.store.models import InboxRow, OutboxRow, TimerRow
 from bot.store.notify import Listener
 from bot.store.readers import CustomerTags, KfSessions, WelcomeHistories
@@ -66,7 +67,7 @@ class Runtime:
     settings: Settings
     clock: Clock
     engine: AsyncEngine
-    sessions: async_sessionmaker
+    sessions: Sessions
     kv: KV
     http: aiohttp.ClientSession
     client: WeComClient

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from bot import errors, metrics, retry
 from bot.actions import Action
 from bot.clock import Clock
 from bot.config import SchedulerSettings
 from bot.effects import Effects
+from bot.store.db import Sessions
 from bot.store.models import TimerRow
 from bot.store.sql import claim
 
@@ -48,7 +48,7 @@ class Scheduler:
 
     def __init__(
         self,
-        sessions: async_sessionmaker,
+        sessions: Sessions,
         effects: Effects,
         clock: Clock,
         settings: SchedulerSettings,

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from bot.deps import KfSessionView, TagSyncView, WelcomeHistory
+from bot.store.db import Sessions
 from bot.store.models import CustomerTag, Follow, InboxRow, KfSession
 
 
 class KfSessions:
     """Reads the bot's kf session rows."""
 
-    def __init__(self, sessions: async_sessionmaker) -> None:
+    def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
 
     async def get(self, open_kfid: str, external_userid: str) -> KfSessionView:
@@ -38,7 +38,7 @@ class KfSessions:
 class CustomerTags:
     """Reads customers' tags and follow relations for the WeCom tag sync."""
 
-    def __init__(self, sessions: async_sessionmaker) -> None:
+    def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
 
     async def pending_sync(self, external_userid: str) -> TagSyncView:
@@ -69,7 +69,7 @@ class CustomerTags:
 class WelcomeHistories:
     """Reads what the welcome rules need: the customer's live tags and whether they followed us before."""
 
-    def __init__(self, sessions: async_sessionmaker) -> None:
+    def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
 
     async def get(self, external_userid: str, userid: str, added_at: float) -> WelcomeHistory:
