@@ -124,7 +124,7 @@ def test_names(text: str, names: set[str]) -> None:
         ("has_tag()", 1, "has_tag() takes 1 argument(s), got 0"),
         ('has_tag("a", "b")', 1, "has_tag() takes 1 argument(s), got 2"),
         ('has_any_tag("a"', 16, "expected ',' or ')' in the call of has_any_tag, found end of condition"),
-        ('stage in ["a", "b"', 19, "expected ',' or ']' to close the '[' at column 10, found end of condition"),
+        ('x in ["a", "b"', 15, "expected ',' or ']' to close the '[' at column 6, found end of condition"),
         ("attributes.", 12, "expected a name after '.', found end of condition"),
         ("a < b < c", 7, "unexpected '<' after a complete condition"),
         ("12abc", 3, "unexpected 'a' right after the number 12"),
