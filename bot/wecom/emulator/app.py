@@ -12,6 +12,7 @@ from bot.config import Settings
 from bot.wecom.emulator import (
     api_contact,
     api_contact_way,
+    api_groupmsg,
     api_kf,
     api_media,
     api_message,
@@ -33,6 +34,7 @@ API_ROUTES: tuple[ApiSpec, ...] = (
     *api_tags.ROUTES,
     *api_contact_way.ROUTES,
     *api_welcome.ROUTES,
+    *api_groupmsg.ROUTES,
     *api_message.ROUTES,
     *api_kf.ROUTES,
     *api_media.ROUTES,
@@ -56,6 +58,7 @@ def create_emulator(
 
     app.router.add_routes(control.routes(state))
     app.router.add_routes(archive.routes(state))
+    app.router.add_routes(api_groupmsg.routes(state))
     app.router.add_route("*", "/cgi-bin/{tail:.*}", cgi_bin)
     app.cleanup_ctx.append(_session_ctx)
     return app

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bot.wecom.emulator import kf_model, payloads
+from bot.wecom.emulator import groupmsg_model, kf_model, payloads
 from bot.wecom.emulator.world import DEMO_OPEN_KFID, Customer, Follow, Tag, TagGroup, WelcomeCode
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ ACTIONS = (
     "app_message",
     "robot_message",
     "archive_message",
+    "groupmsg_confirm",
     "raw",
     "verify_url",
 )
@@ -532,6 +533,17 @@ class SimulateMixin:
             xml = msgaudit_notify(self._corp(), self._now(), agent_id)
             result["delivery"] = await self.deliver("contact", xml, event="msgaudit_notify")
         return result
+
+    # -- 企业群发 (§7) ----------------------------------------------------------------------------
+
+    async def simulate_groupmsg_confirm(
+        self, msgid: str, userid: str, recipients: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Member `userid` confirms their part of mass-send task `msgid` in the client: delivery.
+
+        No callback follows (WeCom sends none); the result is the member's send_list.
+        """
+        return groupmsg_model.confirm(self, msgid, userid, recipients)  # type: ignore[arg-type]
 
     # -- app, robot, raw -------------------------------------------------------------------------
 

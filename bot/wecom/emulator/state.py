@@ -52,6 +52,12 @@ class EmulatorOptions:
     empty_agent_id_for_system_events: bool = False
     # §4.1: a console welcome message suppresses WelcomeCode (per member userid).
     console_welcome_for: set[str] = field(default_factory=set)
+    # §7: per-recipient mass-send cap, counted at delivery: "monthly_days" (current doc: as many per
+    # natural month as the month has days), "4_per_month" (earlier doc), "7_per_week", "1_per_day".
+    groupmsg_cap_policy: str = "monthly_days"
+    # §7: 41063 "still being dispatched" for get_groupmsg_task/send_result this many seconds after
+    # creation. The doc names the code but not the delay (UNCONFIRMED); 0 turns it off.
+    groupmsg_dispatch_seconds: float = 0.0
 
 
 class EmulatorState(DeliveryMixin, SimulateMixin):

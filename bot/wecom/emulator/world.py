@@ -47,6 +47,10 @@ class IdFactory:
         """A corp tag or tag-group id (`et…`)."""
         return "et" + self.text(30)
 
+    def group_msgid(self) -> str:
+        """A mass-send task id (`msg…`)."""
+        return "msg" + self.text(27)
+
     def token(self) -> str:
         """An access_token (real ones are opaque, up to 512 bytes)."""
         return self.text(96, self._ALNUM + "-_")
@@ -207,6 +211,37 @@ class KfEventCode:
 
 
 @dataclass
+class GroupMsgSend:
+    """One recipient of a mass-send: status 0 not sent, 1 sent, 2 not a friend, 3 over the cap (p/93338)."""
+
+    userid: str
+    target: str  # external_userid (chat_type single) or chat_id (group)
+    status: int = 0
+    send_time: int | None = None
+
+
+@dataclass
+class GroupMsg:
+    """A mass-send task from add_msg_template (p/92135); each member confirms their part in the client."""
+
+    msgid: str
+    chat_type: str
+    create_time: int
+    text: dict[str, Any] | None
+    attachments: list[dict[str, Any]]
+    allow_select: bool = False
+    sender: str = ""
+    sends: list[GroupMsgSend] = field(default_factory=list)
+    sent_by: dict[str, int] = field(default_factory=dict)  # userid -> send_time once confirmed
+    cancelled: bool = False
+    reminders: list[float] = field(default_factory=list)  # remind_groupmsg_send times
+
+    def members(self) -> list[str]:
+        """Members with a part in the task, in first-recipient order."""
+        return list(dict.fromkeys(s.userid for s in self.sends))
+
+
+@dataclass
 class World:
     """Everything the emulated corp knows."""
 
@@ -227,6 +262,8 @@ class World:
     app_messages: list[dict[str, Any]] = field(default_factory=list)  # message/send
     welcome_messages: list[dict[str, Any]] = field(default_factory=list)  # send_welcome_msg
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)  # chat_id -> {owner, members, ver}
+    group_msgs: dict[str, GroupMsg] = field(default_factory=dict)  # add_msg_template tasks
+    group_messages: list[dict[str, Any]] = field(default_factory=list)  # mass-send deliveries
     kf_seq: int = 0
 
     def tag(self, tag_id: str) -> Tag | None:
