@@ -300,6 +300,91 @@ class WeComClient:
             body["duplicate_check_interval"] = duplicate_check_interval
         return await self._call(app, "POST", "message/send", json=body)
 
+    # -- mass sending (企业群发) ----------------------------------------------------------------------
+
+    async def add_msg_template(
+        self,
+        *,
+        chat_type: str = "single",
+        external_userid: Sequence[str] = (),
+        chat_id_list: Sequence[str] = (),
+        sender: str | None = None,
+        text: str | None = None,
+        attachments: Sequence[Mapping[str, Any]] = (),
+        allow_select: bool | None = None,
+        tag_filter: Mapping[str, Any] | None = None,
+    ) -> Json:
+        """Create a mass-send task (members confirm it; returns msgid, fail_list): https://developer.work.weixin.qq.com/document/path/92135"""
+        body = _compact(
+            chat_type=chat_type,
+            external_userid=list(external_userid) or None,
+            chat_id_list=list(chat_id_list) or None,
+            tag_filter=dict(tag_filter) if tag_filter is not None else None,
+            sender=sender,
+            allow_select=allow_select,
+            text={"content": text} if text is not None else None,
+            attachments=[dict(a) for a in attachments] or None,
+        )
+        return await self._call("contact", "POST", "externalcontact/add_msg_template", json=body)
+
+    async def get_groupmsg_list_v2(
+        self,
+        chat_type: str,
+        start_time: int,
+        end_time: int,
+        *,
+        creator: str | None = None,
+        filter_type: int | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Json:
+        """Mass-send tasks created in a time span of at most a month: https://developer.work.weixin.qq.com/document/path/93338"""
+        body = _compact(
+            chat_type=chat_type,
+            start_time=start_time,
+            end_time=end_time,
+            creator=creator,
+            filter_type=filter_type,
+            limit=limit,
+            cursor=cursor or None,
+        )
+        return await self._call("contact", "POST", "externalcontact/get_groupmsg_list_v2", json=body)
+
+    async def get_groupmsg_task(
+        self, msgid: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> Json:
+        """Members of a mass-send task and whether each has sent: https://developer.work.weixin.qq.com/document/path/93338"""
+        body = _compact(msgid=msgid, limit=limit, cursor=cursor or None)
+        return await self._call("contact", "POST", "externalcontact/get_groupmsg_task", json=body)
+
+    async def get_groupmsg_send_result(
+        self, msgid: str, userid: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> Json:
+        """One member's recipients of a task and their status (0-3): https://developer.work.weixin.qq.com/document/path/93338"""
+        body = _compact(msgid=msgid, userid=userid, limit=limit, cursor=cursor or None)
+        return await self._call("contact", "POST", "externalcontact/get_groupmsg_send_result", json=body)
+
+    async def all_groupmsg_send_results(self, msgid: str, userid: str, *, limit: int = 1000) -> list[Json]:
+        """Every `send_list` item of one member's part, following next_cursor to the end."""
+        items: list[Json] = []
+        cursor: str | None = None
+        while True:
+            page = await self.get_groupmsg_send_result(msgid, userid, limit=limit, cursor=cursor)
+            items.extend(page.get("send_list", []))
+            cursor = page.get("next_cursor") or None
+            if cursor is None:
+                return items
+
+    async def remind_groupmsg_send(self, msgid: str) -> Json:
+        """Notify the members of a task again (≤3 per task per 24 h, then 41094): https://developer.work.weixin.qq.com/document/path/97610"""
+        body = {"msgid": msgid}
+        return await self._call("contact", "POST", "externalcontact/remind_groupmsg_send", json=body)
+
+    async def cancel_groupmsg_send(self, msgid: str) -> Json:
+        """Stop a task's unsent parts (41093 once cancelled): https://developer.work.weixin.qq.com/document/path/97611"""
+        body = {"msgid": msgid}
+        return await self._call("contact", "POST", "externalcontact/cancel_groupmsg_send", json=body)
+
     # -- 微信客服 (kf) -------------------------------------------------------------------------------
 
     async def kf_sync_msg(

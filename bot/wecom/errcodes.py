@@ -21,7 +21,10 @@ TRANSIENT: dict[int, float | None] = {
     45033: None,  # concurrency limit
     6000: None,  # data version conflict from concurrent edits
     41096: None,  # welcome message being sent by another app; may retry within the 20 s window
+    41063: None,  # mass-send task still being dispatched right after creation; query again shortly
 }
+# Not transient on purpose: 41094 (≥3 reminders of a task in 24 h) frees up only within the day,
+# so a backoff retry would fail again; 41093 (task cancelled) and 41046-41048 never change.
 
 
 def exception_for(errcode: int, errmsg: str = "", api: str = "") -> errors.WeComError | None:
