@@ -289,10 +289,8 @@ def _purchase(current: str, facts: StageFacts, trigger: str, config: StagesConfi
             return Transition(CONVERTED, "repurchased", "售后期内再次下单")
         if current != CONVERTED:
             return Transition(CONVERTED, "purchased", "下单购买")
-    if trigger == "tag_added" and facts.purchase_tagged_at is not None and current not in (
-        CONVERTED,
-        AFTER_SALES,
-    ):
+    buyer = current in (CONVERTED, AFTER_SALES)
+    if trigger == "tag_added" and facts.purchase_tagged_at is not None and not buyer:
         tags = "、".join(f"「{tag}」" for tag in config.purchase_tags)
         return Transition(CONVERTED, "purchased", f"被打上购买标签{tags}")
     return None
