@@ -7,9 +7,11 @@ state), so replaying an event after a crash or a `siyu inbox replay` changes not
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+import itertools
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import Any, ClassVar
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import actions as act
@@ -42,93 +44,30 @@ class Effects:
 
     async def apply(self, session: AsyncSession, actions: Sequence[act.Action], *, source: str) -> None:
         """Apply every action in `session` (the caller commits)."""
-        if any(isinstance(a, act.WeComAction) for a in actions):
+        await self.apply_batch(session, [(actions, source)])
+
+    async def apply_batch(
+        self, session: AsyncSession, batch: Sequence[tuple[Sequence[act.Action], str]]
+    ) -> None:
+        """Apply the actions of several events (each with its source key) in `session`.
+
+        Actions are grouped by phase (customers before follows, state before sends) and runs of one
+        kind become a single executemany: a batch of N events costs a few statements per kind, not
+        a dozen per event. Callers pass events of different customers (the inbox claims one row
+        per partition), and every effect is insert-if-absent or an update to a fixed state, so the
+        grouping gives the same rows as applying each event in turn.
+        """
+        phases: list[list[tuple[act.Action, str]]] = [[] for _ in _PHASES]
+        for actions, source in batch:
+            for action in actions:
+                phases[_phase_of(action)].append((action, source))
+        if phases[_PHASE_INDEX[act.WeComAction]]:
             await notify(session, "outbox")
-        if any(isinstance(a, act.Schedule) for a in actions):
+        if any(isinstance(a, act.Schedule) for a, _ in phases[_PHASE_INDEX[act.Schedule]]):
             await notify(session, "timers")
-        for action in actions:
-            match action:
-                case act.WeComAction():
-                    await self.enqueue(session, action, source=source)
-                case act.UpsertCustomer():
-                    await self.upsert_customer(session, action)
-                case act.UpdateCustomerProfile():
-                    await self._update_profile(session, action)
-                case act.UpsertFollow():
-                    await self._upsert_follow(session, action)
-                case act.EndFollow():
-                    await self._end_follow(session, action)
-                case act.RecordTimeline():
-                    await self.record(session, action)
-                case act.Schedule():
-                    await self._schedule(session, action)
-                case act.UpdateKfSession():
-                    await self._update_kf_session(session, action)
-                case act.RecordHandoff():
-                    await session.execute(
-                        insert_ignore(session, HandoffRequest).values(
-                            source_key=action.source_key[:255],
-                            open_kfid=action.open_kfid,
-                            external_userid=action.external_userid,
-                            reason=action.reason,
-                            outside_hours=action.outside_hours,
-                            status="open",
-                            requested_at=action.at,
-                        )
-                    )
-                case act.SuggestToGuide():
-                    await session.execute(
-                        insert_ignore(session, Suggestion).values(
-                            source_key=action.source_key[:255],
-                            external_userid=action.external_userid,
-                            userid=action.userid,
-                            query=action.query,
-                            faq_id=action.faq_id,
-                            score=action.score,
-                            band=action.band,
-                            reply=action.reply,
-                            status="new",
-                            created_at=action.at,
-                        )
-                    )
-                case act.CancelTimer():
-                    await session.execute(
-                        update(TimerRow)
-                        .where(TimerRow.key == action.key, TimerRow.status == "pending")
-                        .values(status="cancelled")
-                    )
-                case act.TagCustomer():
-                    await self._tag_customer(session, action)
-                case act.SetAttribute():
-                    await self._set_attribute(session, action)
-                case act.AddLeadScore():
-                    await self._add_lead_score(session, action)
-                case act.MarkTagsSynced():
-                    await session.execute(
-                        update(CustomerTag)
-                        .where(
-                            CustomerTag.external_userid == action.external_userid,
-                            CustomerTag.tag_name.in_(action.tags),
-                            CustomerTag.removed_at.is_(None),
-                        )
-                        .values(synced_at=action.at)
-                    )
-                case act.StoreCorpTags():
-                    await self._store_corp_tags(session, action)
-                case act.RecordWelcomeAssignment():
-                    # The first assignment sticks: a re-add keeps the script and variant it got.
-                    await session.execute(
-                        insert_ignore(session, WelcomeAssignment).values(
-                            external_userid=action.external_userid,
-                            userid=action.userid,
-                            script_id=action.script_id,
-                            variant=action.variant,
-                            welcome_code=action.welcome_code[:255],
-                            assigned_at=action.at,
-                        )
-                    )
-                case _:
-                    raise TypeError(f"no effect for {type(action).__name__}")
+        for items in phases:
+            for kind, run in _runs(items):
+                await self._APPLIERS[kind](self, session, run)
 
     def after_commit(self, actions: Iterable[act.Action]) -> None:
         """Wake the workers that got new work."""
@@ -140,88 +79,149 @@ class Effects:
 
     async def enqueue(self, session: AsyncSession, action: act.WeComAction, *, source: str) -> None:
         """Insert the outbox row for `action` unless its idempotency key exists."""
-        now = self._clock.timestamp()
-        await session.execute(
-            insert_ignore(session, OutboxRow).values(
-                idem_key=action.idem_key,
-                kind=action.kind,
-                payload=action.payload(),
-                status="pending",
-                attempts=0,
-                source=source[:255],
-                partition_key=action.partition,
-                created_at=now,
-                available_at=now,
-                deadline_at=action.deadline(now),
-            )
-        )
+        await self._enqueue(session, [(action, source)])
 
     async def upsert_customer(self, session: AsyncSession, action: act.UpsertCustomer) -> None:
         """Create the customer row if absent; remember the first channel."""
-        at = action.seen_at or self._clock.timestamp()
-        await session.execute(
-            insert_ignore(session, Customer).values(
-                external_userid=action.external_userid,
-                first_state=action.first_state,
-                status="active",
-                first_seen_at=at,
-                updated_at=at,
-            )
+        await self._upsert_customers(session, [(action, "")])
+
+    async def record(self, session: AsyncSession, action: act.RecordTimeline) -> None:
+        """Append a timeline entry unless one with the same source key exists."""
+        await self._record_timeline(session, [(action, "")])
+
+    # ---------------------------------------------------------------------- batched appliers
+
+    async def _enqueue(self, session: AsyncSession, items: Run) -> None:
+        now = self._clock.timestamp()
+        await _insert_many(
+            session,
+            OutboxRow,
+            [
+                {
+                    "idem_key": a.idem_key,
+                    "kind": a.kind,
+                    "payload": a.payload(),
+                    "status": "pending",
+                    "attempts": 0,
+                    "source": source[:255],
+                    "partition_key": a.partition,
+                    "created_at": now,
+                    "available_at": now,
+                    "deadline_at": a.deadline(now),
+                }
+                for a, source in items
+            ],
         )
-        if action.first_state:
+
+    async def _upsert_customers(self, session: AsyncSession, items: Run) -> None:
+        now = self._clock.timestamp()
+        rows = [
+            {
+                "external_userid": a.external_userid,
+                "first_state": a.first_state,
+                "status": "active",
+                "first_seen_at": a.seen_at or now,
+                "updated_at": a.seen_at or now,
+            }
+            for a, _ in items
+        ]
+        await _insert_many(session, Customer, rows)
+        firsts = [{"b_id": a.external_userid, "b_state": a.first_state} for a, _ in items if a.first_state]
+        if firsts:
+            table = Customer.__table__
             await session.execute(
-                update(Customer)
-                .where(Customer.external_userid == action.external_userid, Customer.first_state == "")
-                .values(first_state=action.first_state)
+                update(table)
+                .where(table.c.external_userid == bindparam("b_id"), table.c.first_state == "")
+                .values(first_state=bindparam("b_state")),
+                firsts,
             )
 
-    async def _update_profile(self, session: AsyncSession, action: act.UpdateCustomerProfile) -> None:
-        await self.upsert_customer(session, act.UpsertCustomer(action.external_userid))
+    async def _update_profiles(self, session: AsyncSession, items: Run) -> None:
+        await self._upsert_customers(session, [(act.UpsertCustomer(a.external_userid), s) for a, s in items])
+        table = Customer.__table__
+        now = self._clock.timestamp()
         await session.execute(
-            update(Customer)
-            .where(Customer.external_userid == action.external_userid)
+            update(table)
+            .where(table.c.external_userid == bindparam("b_id"))
             .values(
-                name=action.name,
-                avatar=action.avatar,
-                gender=action.gender,
-                unionid=action.unionid,
-                customer_type=action.customer_type,
-                updated_at=self._clock.timestamp(),
-            )
+                name=bindparam("b_name"),
+                avatar=bindparam("b_avatar"),
+                gender=bindparam("b_gender"),
+                unionid=bindparam("b_unionid"),
+                customer_type=bindparam("b_type"),
+                updated_at=now,
+            ),
+            [
+                {
+                    "b_id": a.external_userid,
+                    "b_name": a.name,
+                    "b_avatar": a.avatar,
+                    "b_gender": a.gender,
+                    "b_unionid": a.unionid,
+                    "b_type": a.customer_type,
+                }
+                for a, _ in items
+            ],
         )
 
-    async def _upsert_follow(self, session: AsyncSession, action: act.UpsertFollow) -> None:
-        at = action.added_at or self._clock.timestamp()
+    async def _upsert_follows(self, session: AsyncSession, items: Run) -> None:
+        now = self._clock.timestamp()
         # Insert-if-absent then update: safe when the inbox and the outbox touch one pair at once.
+        rows = [
+            {
+                "external_userid": a.external_userid,
+                "userid": a.userid,
+                "status": a.status,
+                "state": a.state,
+                "remark": a.remark,
+                "add_way": a.add_way,
+                "added_at": a.added_at or now,
+                "updated_at": a.added_at or now,
+            }
+            for a, _ in items
+        ]
+        await _insert_many(session, Follow, rows)
+        table = Follow.__table__
+        c = table.c
+        at = bindparam("b_at")
+        # SET expressions read the row as it was, so `ended_at IS NOT NULL` still sees the old end:
+        # a pair re-added after a deletion is live again with a new added_at (history stays on the
+        # timeline); empty fields in the event keep what the row had.
         await session.execute(
-            insert_ignore(session, Follow).values(
-                external_userid=action.external_userid,
-                userid=action.userid,
-                status=action.status,
-                state=action.state,
-                remark=action.remark,
-                add_way=action.add_way,
-                added_at=at,
+            update(table)
+            .where(c.external_userid == bindparam("b_id"), c.userid == bindparam("b_userid"))
+            .values(
+                added_at=case((c.ended_at.is_not(None), at), else_=c.added_at),
+                ended_at=None,
+                ended_reason="",
+                status=bindparam("b_status"),
+                state=case((bindparam("b_state") != "", bindparam("b_state")), else_=c.state),
+                remark=case((bindparam("b_remark") != "", bindparam("b_remark")), else_=c.remark),
+                add_way=case((bindparam("b_add_way") != 0, bindparam("b_add_way")), else_=c.add_way),
                 updated_at=at,
-            )
+            ),
+            [
+                {
+                    "b_id": row["external_userid"],
+                    "b_userid": row["userid"],
+                    "b_at": row["added_at"],
+                    "b_status": row["status"],
+                    "b_state": row["state"],
+                    "b_remark": row["remark"],
+                    "b_add_way": row["add_way"],
+                }
+                for row in rows
+            ],
         )
-        follow = await session.scalar(
-            select(Follow).where(
-                Follow.external_userid == action.external_userid, Follow.userid == action.userid
-            )
-        )
-        assert follow is not None
-        if follow.ended_at is not None:
-            # Re-added after a deletion: the relation is live again; history stays on the timeline.
-            follow.ended_at, follow.ended_reason, follow.added_at = None, "", at
-        follow.status = action.status
-        follow.state = action.state or follow.state
-        follow.remark = action.remark or follow.remark
-        follow.add_way = action.add_way or follow.add_way
-        follow.updated_at = at
+        customers = Customer.__table__
         await session.execute(
-            update(Customer).where(Customer.external_userid == action.external_userid).values(status="active")
+            update(customers).where(customers.c.external_userid == bindparam("b_id")).values(status="active"),
+            [{"b_id": a.external_userid} for a, _ in items],
         )
+
+    async def _end_follows(self, session: AsyncSession, items: Run) -> None:
+        for action, _ in items:
+            await self._end_follow(session, action)
 
     async def _end_follow(self, session: AsyncSession, action: act.EndFollow) -> None:
         at = action.ended_at or self._clock.timestamp()
@@ -247,19 +247,28 @@ class Effects:
                 .values(status="no_follow", updated_at=at)
             )
 
-    async def record(self, session: AsyncSession, action: act.RecordTimeline) -> None:
-        """Append a timeline entry unless one with the same source key exists."""
-        await session.execute(
-            insert_ignore(session, TimelineEntry).values(
-                source_key=action.source_key[:255],
-                external_userid=action.external_userid,
-                kind=action.kind,
-                summary=action.summary[:512],
-                data=action.data,
-                occurred_at=action.occurred_at,
-                recorded_at=self._clock.timestamp(),
-            )
+    async def _record_timeline(self, session: AsyncSession, items: Run) -> None:
+        now = self._clock.timestamp()
+        await _insert_many(
+            session,
+            TimelineEntry,
+            [
+                {
+                    "source_key": a.source_key[:255],
+                    "external_userid": a.external_userid,
+                    "kind": a.kind,
+                    "summary": a.summary[:512],
+                    "data": a.data,
+                    "occurred_at": a.occurred_at,
+                    "recorded_at": now,
+                }
+                for a, _ in items
+            ],
         )
+
+    async def _update_kf_sessions(self, session: AsyncSession, items: Run) -> None:
+        for action, _ in items:
+            await self._update_kf_session(session, action)
 
     async def _update_kf_session(self, session: AsyncSession, action: act.UpdateKfSession) -> None:
         await session.execute(
@@ -287,70 +296,161 @@ class Effects:
             row.misses = action.misses
         row.updated_at = action.at
 
-    async def _schedule(self, session: AsyncSession, action: act.Schedule) -> None:
-        await session.execute(
-            insert_ignore(session, TimerRow).values(
-                key=action.key,
-                kind=action.kind,
-                payload=action.payload,
-                status="pending",
-                attempts=0,
-                due_at=action.due_at,
-                created_at=self._clock.timestamp(),
-            )
+    async def _record_handoffs(self, session: AsyncSession, items: Run) -> None:
+        await _insert_many(
+            session,
+            HandoffRequest,
+            [
+                {
+                    "source_key": a.source_key[:255],
+                    "open_kfid": a.open_kfid,
+                    "external_userid": a.external_userid,
+                    "reason": a.reason,
+                    "outside_hours": a.outside_hours,
+                    "status": "open",
+                    "requested_at": a.at,
+                }
+                for a, _ in items
+            ],
         )
 
-    async def _tag_customer(self, session: AsyncSession, action: act.TagCustomer) -> None:
-        await session.execute(
-            insert_ignore(session, CustomerTag).values(
-                external_userid=action.external_userid,
-                tag_name=action.tag,
-                group_name=action.group,
-                source=action.rule[:128],
-                source_key=action.source_key[:255],
-                added_at=action.at,
-            )
+    async def _suggest(self, session: AsyncSession, items: Run) -> None:
+        await _insert_many(
+            session,
+            Suggestion,
+            [
+                {
+                    "source_key": a.source_key[:255],
+                    "external_userid": a.external_userid,
+                    "userid": a.userid,
+                    "query": a.query,
+                    "faq_id": a.faq_id,
+                    "score": a.score,
+                    "band": a.band,
+                    "reply": a.reply,
+                    "status": "new",
+                    "created_at": a.at,
+                }
+                for a, _ in items
+            ],
         )
-        # A tag removed earlier and said again is live again, and WeCom must hear of it again.
+
+    async def _schedule(self, session: AsyncSession, items: Run) -> None:
+        now = self._clock.timestamp()
+        await _insert_many(
+            session,
+            TimerRow,
+            [
+                {
+                    "key": a.key,
+                    "kind": a.kind,
+                    "payload": a.payload,
+                    "status": "pending",
+                    "attempts": 0,
+                    "due_at": a.due_at,
+                    "created_at": now,
+                }
+                for a, _ in items
+            ],
+        )
+
+    async def _cancel_timers(self, session: AsyncSession, items: Run) -> None:
+        table = TimerRow.__table__
         await session.execute(
-            update(CustomerTag)
+            update(table)
+            .where(table.c.key == bindparam("b_key"), table.c.status == "pending")
+            .values(status="cancelled"),
+            [{"b_key": a.key} for a, _ in items],
+        )
+
+    async def _tag_customers(self, session: AsyncSession, items: Run) -> None:
+        rows = [
+            {
+                "external_userid": a.external_userid,
+                "tag_name": a.tag,
+                "group_name": a.group,
+                "source": a.rule[:128],
+                "source_key": a.source_key[:255],
+                "added_at": a.at,
+            }
+            for a, _ in items
+        ]
+        await _insert_many(session, CustomerTag, rows)
+        # A tag removed earlier and said again is live again, and WeCom must hear of it again.
+        table = CustomerTag.__table__
+        await session.execute(
+            update(table)
             .where(
-                CustomerTag.external_userid == action.external_userid,
-                CustomerTag.tag_name == action.tag,
-                CustomerTag.removed_at.is_not(None),
+                table.c.external_userid == bindparam("b_id"),
+                table.c.tag_name == bindparam("b_tag"),
+                table.c.removed_at.is_not(None),
             )
             .values(
                 removed_at=None,
                 synced_at=None,
-                source=action.rule[:128],
-                source_key=action.source_key[:255],
-                added_at=action.at,
-            )
+                source=bindparam("b_source"),
+                source_key=bindparam("b_source_key"),
+                added_at=bindparam("b_at"),
+            ),
+            [
+                {
+                    "b_id": r["external_userid"],
+                    "b_tag": r["tag_name"],
+                    "b_source": r["source"],
+                    "b_source_key": r["source_key"],
+                    "b_at": r["added_at"],
+                }
+                for r in rows
+            ],
         )
 
-    async def _set_attribute(self, session: AsyncSession, action: act.SetAttribute) -> None:
-        values = {
-            "value": action.value[:255],
-            "source_rule": action.rule[:128],
-            "source_key": action.source_key[:255],
-            "source_text": action.source_text[:255],
-            "recorded_at": action.at,
-        }
-        await session.execute(
-            insert_ignore(session, CustomerAttribute).values(
-                external_userid=action.external_userid, key=action.key, **values
-            )
-        )
+    async def _set_attributes(self, session: AsyncSession, items: Run) -> None:
+        rows = [
+            {
+                "external_userid": a.external_userid,
+                "key": a.key,
+                "value": a.value[:255],
+                "source_rule": a.rule[:128],
+                "source_key": a.source_key[:255],
+                "source_text": a.source_text[:255],
+                "recorded_at": a.at,
+            }
+            for a, _ in items
+        ]
+        await _insert_many(session, CustomerAttribute, rows)
         # Latest message wins; a replayed older message must not overwrite what a newer one said.
+        table = CustomerAttribute.__table__
         await session.execute(
-            update(CustomerAttribute)
+            update(table)
             .where(
-                CustomerAttribute.external_userid == action.external_userid,
-                CustomerAttribute.key == action.key,
-                CustomerAttribute.recorded_at <= action.at,
+                table.c.external_userid == bindparam("b_id"),
+                table.c.key == bindparam("b_key"),
+                table.c.recorded_at <= bindparam("b_at"),
             )
-            .values(**values)
+            .values(
+                value=bindparam("b_value"),
+                source_rule=bindparam("b_rule"),
+                source_key=bindparam("b_source_key"),
+                source_text=bindparam("b_text"),
+                recorded_at=bindparam("b_at"),
+            ),
+            [
+                {
+                    "b_id": r["external_userid"],
+                    "b_key": r["key"],
+                    "b_at": r["recorded_at"],
+                    "b_value": r["value"],
+                    "b_rule": r["source_rule"],
+                    "b_source_key": r["source_key"],
+                    "b_text": r["source_text"],
+                }
+                for r in rows
+            ],
         )
+
+    async def _add_lead_scores(self, session: AsyncSession, items: Run) -> None:
+        for action, _ in items:
+            await self._add_lead_score(session, action)
 
     async def _add_lead_score(self, session: AsyncSession, action: act.AddLeadScore) -> None:
         # The points are a timeline entry unique by source key; the score is their sum, so a replayed
@@ -379,6 +479,40 @@ class Effects:
             .values(lead_score=total)
         )
 
+    async def _mark_tags_synced(self, session: AsyncSession, items: Run) -> None:
+        for action, _ in items:
+            await session.execute(
+                update(CustomerTag)
+                .where(
+                    CustomerTag.external_userid == action.external_userid,
+                    CustomerTag.tag_name.in_(action.tags),
+                    CustomerTag.removed_at.is_(None),
+                )
+                .values(synced_at=action.at)
+            )
+
+    async def _record_welcome_assignments(self, session: AsyncSession, items: Run) -> None:
+        # The first assignment sticks: a re-add keeps the script and variant it got.
+        await _insert_many(
+            session,
+            WelcomeAssignment,
+            [
+                {
+                    "external_userid": a.external_userid,
+                    "userid": a.userid,
+                    "script_id": a.script_id,
+                    "variant": a.variant,
+                    "welcome_code": a.welcome_code[:255],
+                    "assigned_at": a.at,
+                }
+                for a, _ in items
+            ],
+        )
+
+    async def _store_corp_tags_run(self, session: AsyncSession, items: Run) -> None:
+        for action, _ in items:
+            await self._store_corp_tags(session, action)
+
     async def _store_corp_tags(self, session: AsyncSession, action: act.StoreCorpTags) -> None:
         seen: set[tuple[str, str]] = set()
         for group_name, tag_name, group_id, tag_id in action.tags:
@@ -402,3 +536,70 @@ class Effects:
             for row in await session.scalars(select(CorpTag).where(CorpTag.deleted.is_(False))):
                 if (row.group_name, row.tag_name) not in seen:
                     row.deleted, row.updated_at = True, action.at
+
+    _APPLIERS: ClassVar[dict[type, Callable[[Effects, AsyncSession, Run], Awaitable[None]]]] = {
+        act.UpsertCustomer: _upsert_customers,
+        act.UpdateCustomerProfile: _update_profiles,
+        act.UpsertFollow: _upsert_follows,
+        act.EndFollow: _end_follows,
+        act.RecordTimeline: _record_timeline,
+        act.TagCustomer: _tag_customers,
+        act.SetAttribute: _set_attributes,
+        act.AddLeadScore: _add_lead_scores,
+        act.MarkTagsSynced: _mark_tags_synced,
+        act.StoreCorpTags: _store_corp_tags_run,
+        act.UpdateKfSession: _update_kf_sessions,
+        act.RecordHandoff: _record_handoffs,
+        act.SuggestToGuide: _suggest,
+        act.RecordWelcomeAssignment: _record_welcome_assignments,
+        act.Schedule: _schedule,
+        act.CancelTimer: _cancel_timers,
+        act.WeComAction: _enqueue,
+    }
+
+
+Run = list[tuple[Any, str]]
+
+# Phases run in this order; kinds that share a phase keep the order the handlers gave them.
+# Customers exist before what hangs off them, and state is written before the sends and timers
+# that read it.
+_PHASES: tuple[tuple[type, ...], ...] = (
+    (act.UpsertCustomer,),
+    (act.UpdateCustomerProfile,),
+    (act.UpsertFollow, act.EndFollow),
+    (act.RecordTimeline,),
+    (act.TagCustomer, act.MarkTagsSynced),
+    (act.SetAttribute,),
+    (act.AddLeadScore,),
+    (act.StoreCorpTags,),
+    (act.UpdateKfSession,),
+    (act.RecordHandoff,),
+    (act.SuggestToGuide,),
+    (act.RecordWelcomeAssignment,),
+    (act.Schedule, act.CancelTimer),
+    (act.WeComAction,),
+)
+_PHASE_INDEX = {kind: i for i, kinds in enumerate(_PHASES) for kind in kinds}
+
+
+def _kind_of(action: act.Action) -> type:
+    return act.WeComAction if isinstance(action, act.WeComAction) else type(action)
+
+
+def _phase_of(action: act.Action) -> int:
+    try:
+        return _PHASE_INDEX[_kind_of(action)]
+    except KeyError:
+        raise TypeError(f"no effect for {type(action).__name__}") from None
+
+
+def _runs(items: list[tuple[act.Action, str]]) -> Iterator[tuple[type, Run]]:
+    """Consecutive items of one kind, in order."""
+    for kind, group in itertools.groupby(items, key=lambda item: _kind_of(item[0])):
+        yield kind, list(group)
+
+
+async def _insert_many(session: AsyncSession, model: Any, rows: list[dict[str, Any]]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING for every row, as one executemany."""
+    if rows:
+        await session.execute(insert_ignore(session, model.__table__), rows)
