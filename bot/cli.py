@@ -15,6 +15,7 @@ from bot.cli_channels import add_channels_commands
 from bot.cli_content import add_content_commands
 from bot.cli_customer import add_customer_commands
 from bot.cli_faq import add_faq_eval_command, add_preview_command, cmd_preview
+from bot.cli_sop import add_sop_commands
 from bot.cli_tagging import add_tagging_eval_command, add_tagging_preview_option, cmd_tagging_preview
 from bot.clock import SHANGHAI
 from bot.config import Settings, load_settings, masked_dump, secret_values
@@ -72,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     add_channels_commands(
         sub.add_parser("channels", help="channel live codes").add_subparsers(metavar="ACTION")
     )
+
+    add_sop_commands(sub.add_parser("sop", help="SOP playbook tools").add_subparsers(metavar="ACTION"))
 
     customer = sub.add_parser("customer", help="customer profiles").add_subparsers(metavar="ACTION")
     add_customer_commands(customer)
