@@ -85,7 +85,7 @@ def _timezone(value: str) -> str:
 
 
 Phrase = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-Clock = Annotated[str, AfterValidator(_hhmm)]
+TimeOfDay = Annotated[str, AfterValidator(_hhmm)]
 
 
 class _Model(BaseModel):
@@ -95,8 +95,8 @@ class _Model(BaseModel):
 class QuietHours(_Model):
     """No proactive sends from `start` (inclusive) to `end` (exclusive); may wrap midnight; equal = none."""
 
-    start: Clock = "21:30"
-    end: Clock = "08:30"
+    start: TimeOfDay = "21:30"
+    end: TimeOfDay = "08:30"
 
     def minutes(self) -> tuple[int, int]:
         """(start, end) as minutes after local midnight."""
@@ -314,8 +314,13 @@ def decide(proposal: Proposal, history: SendHistory, settings: PolicySettings, n
     due = _local(proposal.due_at, settings)
     if due > now:
         until = next_allowed(due, settings)
-        reason: Reason = "quiet_hours" if until > due else "not_due"
-        return _kf_guard(proposal, history, Defer(until, reason, f"计划 {_fmt(due)} 发送"), now)
+        if until > due:
+            quiet = settings.quiet_hours
+            detail = (
+                f"计划 {_fmt(due)} 发送，落在免打扰时段（{quiet.start}–{quiet.end}），顺延到 {_fmt(until)}"
+            )
+            return _kf_guard(proposal, history, Defer(until, "quiet_hours", detail), now)
+        return _kf_guard(proposal, history, Defer(until, "not_due", f"计划 {_fmt(due)} 发送"), now)
 
     holds = _holds(proposal, history, settings, now)
     if holds:

@@ -468,3 +468,14 @@ def test_opt_reply(text: str, unsubscribed: bool, expected: tuple[bool, str] | N
 def test_confirmations_are_chinese_and_say_how_to_undo() -> None:
     assert "退订" in SETTINGS.texts.unsubscribed and "订阅" in SETTINGS.texts.unsubscribed
     assert "恢复" in SETTINGS.texts.resubscribed
+
+
+def test_a_step_due_in_quiet_hours_says_where_it_moved() -> None:
+    got = decide(proposal(NOON, due_at=at(11, 20, 22)), SendHistory(), SETTINGS, at(11, 20, 22))
+    assert got == Defer(SAT_MORNING, "quiet_hours", "免打扰时段（21:30–08:30），顺延到 11月21日 08:30")
+    early = decide(proposal(NOON, due_at=at(11, 20, 22)), SendHistory(), SETTINGS, NOON)
+    assert early == Defer(
+        SAT_MORNING,
+        "quiet_hours",
+        "计划 11月20日 22:00 发送，落在免打扰时段（21:30–08:30），顺延到 11月21日 08:30",
+    )
