@@ -11,10 +11,12 @@ from typing import Any
 
 __all__ = [
     "COLLOQUIAL",
+    "FUNCTION_CHARS",
     "PARTICLES",
     "STOPWORDS",
     "Normalizer",
     "Tokenizer",
+    "is_function_word",
     "normalize",
     "synonym_map",
 ]
@@ -175,6 +177,26 @@ STOPWORDS = frozenset(
     }
 )
 
+# Characters of interrogative and modal words (怎么办, 能不能, 可不可以, 有没有, 是不是, 多少). A word made of
+# these only says what kind of answer is wanted, which the question-type cues already capture; as a word it
+# would match any FAQ phrased the same way (X怎么办 ~ Y怎么办) whatever its topic.
+FUNCTION_CHARS = frozenset("怎么什哪几吗呢能不可以会要没有是多少如何样办咋行否该应还得啥")
+
+
+# Single characters that are function words on their own (有 in 有什么, 能 in 能退吗); others in
+# FUNCTION_CHARS often belong to a content word jieba split apart (可 of 可颂, 多 of 多肉), so they count.
+_FUNCTION_SINGLES = frozenset("有能会要该行啥哪几吗呢么")
+
+
+def is_function_word(word: str) -> bool:
+    """True for stopwords and for words made only of interrogative / modal characters."""
+    if word in STOPWORDS:
+        return True
+    if len(word) == 1:
+        return word in _FUNCTION_SINGLES
+    return all(ch in FUNCTION_CHARS for ch in word)
+
+
 _WECHAT_EMOTE = re.compile(r"\[[\u4e00-\u9fffa-z]{1,4}\]")
 _SPACE = re.compile(r"\s+")
 
@@ -248,6 +270,11 @@ class Normalizer:
         """Compile the replacement table from {canonical: [variants]} plus the colloquial table."""
         table: dict[str, str] = dict(COLLOQUIAL) if colloquial else {}
         table.update(synonym_map(synonyms or {}))
+        for canonical in set(table.values()):
+            # A variant may be part of its own canonical word (尿裤 in 纸尿裤): matching the canonical word
+            # as a whole first (the alternation is longest first) keeps it from being replaced inside itself.
+            if any(variant in canonical for variant in table):
+                table.setdefault(canonical, canonical)
         self.replacements: dict[str, str] = table
         alternatives = sorted(table, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, alternatives))) if alternatives else None
@@ -317,7 +344,27 @@ class Tokenizer:
 
     def cut_for_search(self, normalized: str) -> list[str]:
         """Words plus the dictionary sub-words of long words, so 几点开门 also yields 开门 and 几点."""
-        return [w for w in self._jieba.lcut_for_search(normalized, HMM=False) if w.strip()]
+        return self.segment(normalized)[1]
+
+    def segment(self, normalized: str) -> tuple[list[str], list[str]]:
+        """One jieba pass: the tokens in order (spaces kept, they end clauses) and the search words.
+
+        The search words are what `jieba.cut_for_search` yields (words plus their dictionary 2- and
+        3-character sub-words), derived from the same cut so callers needing both pay for one segmentation.
+        """
+        tokens = self._jieba.lcut(normalized, HMM=False)
+        freq = self._jieba.FREQ
+        search: list[str] = []
+        for w in tokens:
+            if not w.strip():
+                continue
+            n = len(w)
+            if n > 2:
+                search.extend(w[i : i + 2] for i in range(n - 1) if freq.get(w[i : i + 2]))
+            if n > 3:
+                search.extend(w[i : i + 3] for i in range(n - 2) if freq.get(w[i : i + 3]))
+            search.append(w)
+        return tokens, search
 
     def tokenize(self, text: str) -> list[str]:
         """Normalise then tokenise raw text."""

@@ -11,8 +11,8 @@ from typing import Literal
 
 from rapidfuzz import fuzz
 
-from bot.lexicon import default_matcher, is_acknowledgement, mentions_elsewhere
-from bot.text import STOPWORDS, Normalizer, Tokenizer
+from bot.lexicon import QUESTION_TYPES, default_matcher, is_acknowledgement, mentions_elsewhere
+from bot.text import STOPWORDS, Normalizer, Tokenizer, is_function_word
 
 __all__ = [
     "Band",
@@ -36,6 +36,12 @@ FUZZY_FLOOR = 0.3
 ANSWER_WEIGHT = 0.5
 # Bigrams overlap by accident more often than whole words do.
 BIGRAM_WEIGHT = 0.6
+# Interrogative and modal words (怎么办, 能不能) say how a question is phrased, not what it is about: they
+# only break ties between entries that share its content.
+FUNCTION_WEIGHT = 0.25
+# A single character standing alone is mostly the remnant of a word jieba did not know (拿 铁): as ambiguous
+# as a bigram.
+SINGLE_WEIGHT = 0.6
 # A shared concept (跑腿费 ~ 配送费) is good evidence but looser than the same word; a shared question type
 # (多少钱, 多久) only says the message asks the same kind of thing.
 CONCEPT_WEIGHT = 1.0
@@ -116,9 +122,11 @@ def _kind_weight(feature: str) -> float:
     """How much a feature of this kind counts relative to a whole word with the same IDF."""
     kind = feature[0]
     if kind == "w":
-        return 1.0
+        return SINGLE_WEIGHT if len(feature) == 2 else 1.0
     if kind == "b":
         return BIGRAM_WEIGHT
+    if kind == "f":
+        return FUNCTION_WEIGHT
     return QTYPE_WEIGHT if feature[1] == "?" else CONCEPT_WEIGHT
 
 
@@ -127,12 +135,42 @@ def _concepts(norm: str) -> set[str]:
     return {"c" + c for c in default_matcher()(norm)}
 
 
-def _bigrams(norm: str) -> set[str]:
-    """Character bigrams inside each space-separated clause."""
+# Single characters that end a run of content for bigrams: particles and aspect markers. Prepositions and
+# verbs such as 到 stay, since jieba often splits them off a word (送到家 -> 送 到 家).
+_RUN_BREAKS = frozenset("的了着过吗呢么吧啊呀哦嘛啦")
+
+
+# Words that only name the kind of answer wanted (几天, 多少钱, 什么时候): the question-type features carry
+# that; as words they would tie a message to any entry phrased alike (发货要几天 ~ 奶粉开封能放几天).
+_QTYPE_WORDS = frozenset(s for surfaces in QUESTION_TYPES.values() for s in surfaces)
+
+
+def _is_modal(word: str) -> bool:
+    """True for interrogative / modal words and question-type surfaces."""
+    return word in _QTYPE_WORDS or is_function_word(word)
+
+
+def _segment(tok: Tokenizer, norm: str) -> tuple[list[str], list[str], set[str]]:
+    """Content words, interrogative / modal words, and the character bigrams of content runs.
+
+    Bigrams are taken inside runs of content tokens only: a bigram that straddles a particle or a question
+    word (了怎, 么办) matches every FAQ phrased the same way, whatever it is about.
+    """
+    tokens, search = tok.segment(norm)
+    words = [w for w in search if not _is_modal(w)]
+    modal = [w for w in search if w not in STOPWORDS and _is_modal(w)]
     grams: set[str] = set()
-    for clause in norm.split():
-        grams.update(clause[i : i + 2] for i in range(len(clause) - 1))
-    return grams
+    run: list[str] = []
+    for t in [*tokens, " "]:
+        if t.strip() and not (t in _RUN_BREAKS or (len(t) > 1 and is_function_word(t))):
+            run.append(t)
+            continue
+        if run:
+            joined = "".join(run)
+            grams.update(joined[i : i + 2] for i in range(len(joined) - 1))
+            run = []
+    # A bigram that is a word of the text repeats that word's evidence; bigrams are for words segmented apart.
+    return words, modal, grams - set(search)
 
 
 class FaqIndex:
@@ -175,7 +213,7 @@ class FaqIndex:
     def _features(self, text: str) -> _Query:
         """Normalise, tokenise and weight the features of a message."""
         norm = self._tok.normalize(text)
-        words = [w for w in self._tok.cut_for_search(norm) if w not in STOPWORDS]
+        words, modal, grams = _segment(self._tok, norm)
         query = _Query(norm=norm, words=words)
         idf, unknown = self._idf, self._idf_unknown
         concepts, surfaces = default_matcher().find(norm)
@@ -188,8 +226,15 @@ class FaqIndex:
                 # counting it as unknown content too would read a paraphrase as an uncovered question.
                 continue
             # Unknown single characters are mostly noise (particles, measure words), unknown words are not.
-            query.weights[key] = idf.get(key, unknown if len(w) > 1 else 0.5)
-        for g in _bigrams(norm):
+            if key in idf:
+                query.weights[key] = idf[key] * _kind_weight(key)
+            else:
+                query.weights[key] = unknown if len(w) > 1 else 0.5
+        for w in modal:
+            key = "f" + w
+            if key in idf:
+                query.weights[key] = idf[key] * FUNCTION_WEIGHT
+        for g in grams:
             key = "b" + g
             if key in idf:
                 query.weights[key] = idf[key] * BIGRAM_WEIGHT
@@ -328,8 +373,8 @@ def build_index(
 
     def feats(text: str) -> set[str]:
         n = norm(text)
-        words = {"w" + w for w in tokenizer.cut_for_search(n) if w not in STOPWORDS}
-        return words | {"b" + g for g in _bigrams(n)} | _concepts(n)
+        words, modal, grams = _segment(tokenizer, n)
+        return {"w" + w for w in words} | {"f" + w for w in modal} | {"b" + g for g in grams} | _concepts(n)
 
     raw: list[tuple[FaqDoc, list[set[str]], set[str], set[str]]] = []
     df: dict[str, float] = {}

@@ -42,6 +42,12 @@ DOCS = [
     FaqDoc(
         "member_points", ("积分怎么用", "积分能换什么"), ("积分", "积分兑换"), "积分可以在会员中心兑换礼品。"
     ),
+    FaqDoc(
+        "quality_issue",
+        ("商品有质量问题怎么办", "收到的东西坏了怎么办"),
+        ("质量问题", "坏了"),
+        "拍照联系客服，核实后换新或退款。",
+    ),
 ]
 SYNONYMS = {"纸尿裤": ["尿不湿", "尿片"]}
 
@@ -76,6 +82,13 @@ def test_clear_questions_are_answered(index: FaqIndex, text: str, expected: str)
         ("奶粉冲泡水温", "formula_prep"),  # typo-free but terse
         ("我想退货", "return_policy"),
         ("买的东西什么时候发货", "shipping_time"),
+        # The same question words (怎么办, 能不能, 几天) must not outweigh the topic they ask about.
+        ("纸尿裤尺码选错了怎么办", "diaper_size"),
+        ("积分不会用怎么办", "member_points"),
+        ("能不能七天无理由", "return_policy"),
+        ("奶粉开了几天要喝完 冲泡的水温呢", "formula_prep"),
+        # A synonym inside its canonical word is not replaced twice (纸尿裤 stays 纸尿裤).
+        ("纸尿裤大号怎么选", "diaper_size"),
     ],
 )
 def test_paraphrases_rank_first(index: FaqIndex, text: str, expected: str) -> None:
@@ -95,6 +108,8 @@ def test_chit_chat_is_silent(index: FaqIndex, text: str) -> None:
         "隔壁超市的积分能在你们这用吗",  # shares 积分 but asks something not covered
         "京东买的奶瓶怎么退货",  # shares 退货, about another shop
         "我家宝宝晚上老是哭怎么办",
+        "忘记密码了怎么办",  # shares only the phrasing with an entry
+        "能不能便宜点",
     ],
 )
 def test_near_misses_never_answer(index: FaqIndex, text: str) -> None:

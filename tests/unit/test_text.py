@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.lexicon import default_matcher, is_acknowledgement, mentions_elsewhere
-from bot.text import Normalizer, Tokenizer, normalize
+from bot.text import Normalizer, Tokenizer, is_function_word, normalize
 
 
 @pytest.mark.parametrize(
@@ -36,6 +36,31 @@ def test_synonym_variants_map_to_canonical() -> None:
     synonyms = {"纸尿裤": ["尿不湿", "尿片"], "配送费": ["跑腿费", "运费"]}
     assert normalize("尿不湿有大号吗", synonyms) == "纸尿裤有大号吗"
     assert Normalizer(synonyms)("点外卖要付跑腿费吗") == "点外卖要付配送费吗"
+
+
+def test_variant_inside_its_canonical_word_is_not_replaced() -> None:
+    synonyms = {"纸尿裤": ["尿裤", "尿不湿"]}
+    assert normalize("纸尿裤和拉拉裤", synonyms) == "纸尿裤和拉拉裤"
+    assert normalize("尿裤 尿不湿", synonyms) == "纸尿裤 纸尿裤"
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("怎么办", True),
+        ("能不能", True),
+        ("可不可以", True),
+        ("有没有", True),
+        ("有", True),
+        ("的", True),
+        ("多少钱", False),  # 钱 is content: a question about price
+        ("会员", False),
+        ("可", False),  # may be the remnant of a word jieba split (可颂)
+        ("退货", False),
+    ],
+)
+def test_function_words(word: str, expected: bool) -> None:
+    assert is_function_word(word) is expected
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +103,10 @@ def test_lexicon_question_types_and_cues() -> None:
     assert not is_acknowledgement(normalize("谢谢 请问积分怎么用"))
     assert mentions_elsewhere(normalize("京东买的奶瓶怎么退货"))
     assert not mentions_elsewhere(normalize("奶瓶怎么退货"))
+
+
+@pytest.mark.parametrize("text", ["几点开门 能不能退款", "中华人民共和国的奶粉", "栖木咖啡的成长值怎么算"])
+def test_segment_matches_jieba_cut_for_search(tokenizer: Tokenizer, text: str) -> None:
+    tokens, search = tokenizer.segment(text)
+    assert "".join(tokens) == text
+    assert search == [w for w in tokenizer._jieba.lcut_for_search(text, HMM=False) if w.strip()]
