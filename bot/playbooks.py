@@ -37,8 +37,10 @@ One playbook per file; ops edit them in git and check them with `siyu sop valida
         next: end                  # optional: where to go afterwards (default: the next in the list)
 
 Flow: a step without `wait` goes to `next`, or else the following step in the list; the last step
-ends the run, and so does the target `end`. Branches may not loop. Durations are `30m`, `2h`, `1d`
-or combined (`1d12h`). Times are Asia/Shanghai unless the engine passes another zone.
+ends the run, and so does the target `end`. Branches may not loop. A step whose `when` is false
+is skipped and goes where no reaction would (`otherwise`, `next`, or the following step).
+Durations are `30m`, `2h`, `1d` or combined (`1d12h`). Times are Asia/Shanghai unless the engine
+passes another zone.
 
 Timing (`Step.due_at`): `day` + `at` is that time on the enrollment day plus `day` days; a time the
 run has already passed when it reaches the step (day 0 at 10:00 for a 15:00 enrollment, or a branch
@@ -497,7 +499,8 @@ def next_step(playbook: Playbook, step_id: str, reaction: Reaction | None) -> St
     """The step after `step_id` given the customer's reaction (None: none in time); None ends the run.
 
     A reaction without its own branch goes where no reaction would (`otherwise`). Without `wait`
-    the reaction is ignored: `next`, or else the following step in the list.
+    the reaction is ignored: `next`, or else the following step in the list. After a step skipped
+    by its `when`, call it with None.
     """
     step = playbook.step(step_id)
     target: str | None = None
@@ -671,7 +674,8 @@ def _check_steps(loaded: yamlfile.Loaded, problems: list[errors.ContentError]) -
                 )
         if isinstance(step_id, str) and position.get(step_id) == index:
             edges[step_id] = _successors(step, index, order)
-    _check_loops(loaded, edges, position, problems)
+    if len(position) == len([s for _, s in steps if isinstance(s.get("id"), str)]):
+        _check_loops(loaded, edges, position, problems)  # with duplicate ids the flow is ambiguous
 
 
 def _successors(step: dict[str, Any], index: int, order: list[Any]) -> list[tuple[str, str]]:
