@@ -16,7 +16,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, bindparam, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -223,18 +223,38 @@ class InboxWorker:
     async def run_once(self) -> int:
         """Claim and process one batch; returns how many rows were processed."""
         rows = await self._inbox.claim(self._settings.batch_size, self._settings.lease_seconds)
-        # Rows of one batch belong to different customers: process them concurrently.
-        await asyncio.gather(*(self.process(row) for row in rows))
+        if not rows:
+            return 0
+        # Rows of one batch belong to different customers: decide concurrently, then commit every
+        # row's effects and new state in one transaction (one commit instead of one per event).
+        outcomes = await asyncio.gather(*(self.decide(row) for row in rows))
+        try:
+            await self._commit(outcomes)
+        except Exception:
+            # One row's effects broke the shared transaction: commit row by row so the others land
+            # and only the bad one is retried.
+            _LOGGER.warning("batch commit failed; committing rows one by one", exc_info=True)
+            for outcome in outcomes:
+                try:
+                    await self._commit([outcome])
+                except Exception as exc:
+                    await self._commit([self._commit_failed(outcome, exc)])
+        for outcome in outcomes:
+            metrics.INBOX_PROCESSED.labels(outcome.metric).inc()
         return len(rows)
 
     async def process(self, row: InboxRow) -> None:
         """Run one row through the routers and record the outcome."""
+        outcome = await self.decide(row)
+        await self._commit([outcome])
+        metrics.INBOX_PROCESSED.labels(outcome.metric).inc()
+
+    async def decide(self, row: InboxRow) -> Finished:
+        """Run the routers that have not yet succeeded on `row`; returns what to commit."""
         try:
             event = callback.parse(row.app, row.plaintext)
         except errors.CallbackError as exc:
-            await self._finish(row, [], status="failed", error=f"unparsable: {exc}")
-            metrics.INBOX_PROCESSED.labels("failed").inc()
-            return
+            return Finished(row, [], "failed", {"status": "failed", "last_error": f"unparsable: {exc}"})
         outcome = await self._dispatcher.dispatch(event, self._deps, skip=row.done_routers or ())
         if outcome.unhandled:
             _LOGGER.info(
@@ -242,66 +262,67 @@ class InboxWorker:
             )
         actions = [a for acts in outcome.actions.values() for a in acts]
         done = [*(row.done_routers or []), *outcome.actions]
+        source = event.dedup_key
         if not outcome.failed:
-            await self._finish(row, actions, status="done", done=done, source=event.dedup_key)
-            metrics.INBOX_PROCESSED.labels("unhandled" if outcome.unhandled else "done").inc()
-            return
-        attempts = row.attempts + 1
+            metric = "unhandled" if outcome.unhandled else "done"
+            return Finished(row, actions, metric, {"status": "done", "done_routers": done}, source)
         error = "; ".join(f"{name}: {why}" for name, why in outcome.failed.items())
+        return self._failed(row, actions, source, error, done_routers=done)
+
+    def _commit_failed(self, outcome: Finished, exc: Exception) -> Finished:
+        """The row's effects cannot be written: retry it later without them (or dead-letter it)."""
+        _LOGGER.error(
+            "inbox row effects failed", extra={"inbox_id": outcome.row.id, "error": type(exc).__name__}
+        )
+        return self._failed(outcome.row, [], outcome.source, f"effects failed: {type(exc).__name__}")
+
+    def _failed(self, row: InboxRow, actions: list, source: str, error: str, **values: object) -> Finished:
+        """Retry `row` after a backoff, or dead-letter it once it has used up its attempts."""
+        attempts = row.attempts + 1
+        values.update(attempts=attempts, last_error=error)
         if attempts >= self._settings.max_attempts:
-            _LOGGER.error(
-                "inbox row dead-lettered", extra={"inbox_id": row.id, "routers": list(outcome.failed)}
-            )
-            await self._finish(
-                row,
-                actions,
-                status="failed",
-                done=done,
-                attempts=attempts,
-                error=error,
-                source=event.dedup_key,
-            )
-            metrics.INBOX_PROCESSED.labels("failed").inc()
-            return
+            _LOGGER.error("inbox row dead-lettered", extra={"inbox_id": row.id})
+            return Finished(row, actions, "failed", {**values, "status": "failed"}, source)
         delay = retry.backoff_delay(
             attempts, self._settings.backoff_base_seconds, self._settings.backoff_max_seconds
         )
-        await self._finish(
-            row,
-            actions,
-            status="pending",
-            done=done,
-            attempts=attempts,
-            error=error,
-            available_at=self._clock.timestamp() + delay,
-            source=event.dedup_key,
-        )
-        metrics.INBOX_PROCESSED.labels("retried").inc()
+        values.update(status="pending", available_at=self._clock.timestamp() + delay)
+        return Finished(row, actions, "retried", values, source)
 
-    async def _finish(
-        self,
-        row: InboxRow,
-        actions: list,
-        *,
-        status: str,
-        done: list[str] | None = None,
-        attempts: int | None = None,
-        error: str | None = None,
-        available_at: float | None = None,
-        source: str = "",
-    ) -> None:
+    async def _commit(self, outcomes: Sequence[Finished]) -> None:
+        """Apply the outcomes' effects and the rows' new state in one transaction."""
         now = self._clock.timestamp()
-        values: dict = {"status": status, "locked_until": None, "last_error": error}
-        if done is not None:
-            values["done_routers"] = done
-        if attempts is not None:
-            values["attempts"] = attempts
-        if available_at is not None:
-            values["available_at"] = available_at
-        if status in ("done", "failed"):
-            values["processed_at"] = now
+        table = InboxRow.__table__
+        # One statement per distinct set of columns, each an executemany over its rows.
+        updates: dict[tuple[str, ...], list[dict]] = {}
+        for outcome in outcomes:
+            values = {"locked_until": None, "last_error": None, **outcome.values}
+            if values["status"] in ("done", "failed"):
+                values["processed_at"] = now
+            updates.setdefault(tuple(sorted(values)), []).append(
+                {"b_id": outcome.row.id, **{f"b_{k}": v for k, v in values.items()}}
+            )
         async with self._sessions.begin() as session:
-            # Effects and the row's new state commit together: a crash replays the whole row.
-            await self._effects.apply(session, actions, source=source or row.dedup_key)
-            await session.execute(update(InboxRow).where(InboxRow.id == row.id).values(**values))
-        self._effects.after_commit(actions)
+            # Effects and the rows' new state commit together: a crash replays whole rows.
+            await self._effects.apply_batch(
+                session, [(o.actions, o.source or o.row.dedup_key) for o in outcomes]
+            )
+            for columns, params in updates.items():
+                stmt = (
+                    update(table)
+                    .where(table.c.id == bindparam("b_id"))
+                    .values({c: bindparam(f"b_{c}") for c in columns})
+                )
+                await session.execute(stmt, params)
+        self._effects.after_commit(a for o in outcomes for a in o.actions)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What processing a row decided: its actions and the row's new state."""
+
+    row: InboxRow
+    actions: list
+    metric: str
+    values: dict
+    source: str = ""

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, bindparam, exists, or_, select, update
 from sqlalchemy.orm import aliased
 
 from bot import actions as act
@@ -80,7 +82,22 @@ class OutboxSender:
     async def run_once(self) -> int:
         """Claim and send one batch; returns how many rows were handled."""
         rows = await self.claim(self._settings.batch_size)
-        await asyncio.gather(*(self._guarded(row) for row in rows))
+        if not rows:
+            return 0
+        outcomes = await asyncio.gather(*(self._guarded(row) for row in rows))
+        # One transaction records the whole batch; if it breaks, record row by row so one bad
+        # follow-up cannot hold back the others (their sends already happened).
+        try:
+            await self._record_all(outcomes)
+        except Exception:
+            _LOGGER.warning("batch record failed; recording rows one by one", exc_info=True)
+            for outcome in outcomes:
+                try:
+                    await self._record_all([outcome])
+                except Exception:
+                    # Without its follow-up: the send is recorded, what it should have noted is lost.
+                    _LOGGER.exception("outbox follow-up failed", extra={"outbox_id": outcome.row.id})
+                    await self._record_all([Recorded(outcome.row, [], outcome.values)])
         return len(rows)
 
     async def next_due(self) -> float | None:
@@ -92,51 +109,66 @@ class OutboxSender:
                 select(func.min(OutboxRow.available_at)).where(OutboxRow.status == "pending")
             )
 
-    async def _guarded(self, row: OutboxRow) -> None:
+    async def _guarded(self, row: OutboxRow) -> Recorded:
         async with self._slots:
-            await self.send(row)
+            return await self.attempt(row)
 
     async def send(self, row: OutboxRow) -> None:
         """Send one claimed row and record the outcome."""
+        await self._record_all([await self.attempt(row)])
+
+    async def attempt(self, row: OutboxRow) -> Recorded:
+        """Send one claimed row; returns what to record (the caller commits it)."""
         action = act.rebuild(row.kind, row.payload)
         now = self._clock.timestamp()
         attempt = row.attempts + 1
         if row.deadline_at is not None and now >= row.deadline_at:
             # Keep the errcode that held it back (if any): that is why the window was missed.
             reason = "deadline passed before the send (window closed)"
-            await self._fail(row, action, attempt, row.last_errcode, reason)
-            return
+            return self._fail(row, action, attempt, row.last_errcode, reason)
         try:
             sent = await SENDERS[row.kind](self._ctx, action)
         except errors.Permanent as exc:
-            await self._fail(row, action, attempt, exc.errcode, exc.errmsg or str(exc))
-            return
+            return self._fail(row, action, attempt, exc.errcode, exc.errmsg or str(exc))
         except Exception as exc:  # transient WeCom errors, timeouts, lost connections, bugs
-            await self._retry_or_fail(row, action, attempt, exc)
-            return
-        await self._record(
-            row,
-            sent.follow_up,
-            status="sent",
-            attempts=attempt,
-            sent_at=self._clock.timestamp(),
-            result=sent.result,
-            last_errcode=0,
-        )
+            return self._retry_or_fail(row, action, attempt, exc)
         metrics.OUTBOX.labels(row.kind, "sent").inc()
+        values = {
+            "status": "sent",
+            "attempts": attempt,
+            "sent_at": self._clock.timestamp(),
+            "result": sent.result,
+            "last_errcode": 0,
+        }
+        return Recorded(row, sent.follow_up, values)
 
-    async def _record(self, row: OutboxRow, follow_up: list[act.Action], **values: object) -> None:
-        """Release the row with its new state, applying `follow_up` in the same transaction."""
-        async with self._sessions.begin() as session:
-            await self._effects.apply(session, follow_up, source=f"outbox:{row.idem_key}")
-            await session.execute(
-                update(OutboxRow).where(OutboxRow.id == row.id).values(locked_until=None, **values)
+    async def _record_all(self, outcomes: Sequence[Recorded]) -> None:
+        """Release the rows with their new state, applying their follow-ups in the same transaction."""
+        table = OutboxRow.__table__
+        updates: dict[tuple[str, ...], list[dict[str, object]]] = {}
+        for outcome in outcomes:
+            values = {"locked_until": None, **outcome.values}
+            updates.setdefault(tuple(sorted(values)), []).append(
+                {"b_id": outcome.row.id, **{f"b_{k}": v for k, v in values.items()}}
             )
-        self._effects.after_commit(follow_up)
+        async with self._sessions.begin() as session:
+            await self._effects.apply_batch(
+                session, [(o.follow_up, f"outbox:{o.row.idem_key}") for o in outcomes]
+            )
+            for columns, params in updates.items():
+                stmt = (
+                    update(table)
+                    .where(table.c.id == bindparam("b_id"))
+                    .values({c: bindparam(f"b_{c}") for c in columns})
+                )
+                await session.execute(stmt, params)
+        self._effects.after_commit(a for o in outcomes for a in o.follow_up)
+        if any(o.values.get("status") == "pending" for o in outcomes):
+            self.wakeup.set()
 
-    async def _retry_or_fail(
+    def _retry_or_fail(
         self, row: OutboxRow, action: act.WeComAction, attempt: int, exc: Exception
-    ) -> None:
+    ) -> Recorded:
         policy = self._settings.retry
         errcode = getattr(exc, "errcode", None)
         reason = str(exc) or type(exc).__name__
@@ -152,27 +184,24 @@ class OutboxSender:
             deadline=row.deadline_at,
         )
         if run_at is None:
-            await self._fail(row, action, attempt, errcode, f"gave up after {attempt} attempts: {reason}")
-            return
-        await self._record(
-            row,
-            [],
-            status="pending",
-            attempts=attempt,
-            available_at=run_at,
-            last_errcode=errcode,
-            last_error=reason[:1000],
-        )
-        self.wakeup.set()
+            return self._fail(row, action, attempt, errcode, f"gave up after {attempt} attempts: {reason}")
         metrics.OUTBOX.labels(row.kind, "retried").inc()
         _LOGGER.info(
             "send will be retried",
             extra={"outbox_id": row.id, "kind": row.kind, "errcode": errcode, "attempt": attempt},
         )
+        values = {
+            "status": "pending",
+            "attempts": attempt,
+            "available_at": run_at,
+            "last_errcode": errcode,
+            "last_error": reason[:1000],
+        }
+        return Recorded(row, [], values)
 
-    async def _fail(
+    def _fail(
         self, row: OutboxRow, action: act.WeComAction, attempt: int, errcode: int | None, reason: str
-    ) -> None:
+    ) -> Recorded:
         now = self._clock.timestamp()
         follow_up: list[act.Action] = []
         customer = getattr(action, "external_userid", "")
@@ -189,13 +218,26 @@ class OutboxSender:
                     {"kind": row.kind, "errcode": errcode, "reason": reason[:300]},
                 )
             )
-        await self._record(
-            row, follow_up, status="failed", attempts=attempt, last_errcode=errcode, last_error=reason[:1000]
-        )
         metrics.OUTBOX.labels(row.kind, "failed").inc()
         _LOGGER.warning(
             "send failed permanently", extra={"outbox_id": row.id, "kind": row.kind, "errcode": errcode}
         )
+        values = {
+            "status": "failed",
+            "attempts": attempt,
+            "last_errcode": errcode,
+            "last_error": reason[:1000],
+        }
+        return Recorded(row, follow_up, values)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The outcome of one send attempt: the row's new state and the actions it leads to."""
+
+    row: OutboxRow
+    follow_up: list[act.Action]
+    values: dict[str, object]
 
 
 _KIND_NAMES = {

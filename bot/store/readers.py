@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import func, select
 
 from bot.deps import KfSessionView, TagSyncView, WelcomeHistory
@@ -67,26 +69,65 @@ class CustomerTags:
 
 
 class WelcomeHistories:
-    """Reads what the welcome rules need: the customer's live tags and whether they followed us before."""
+    """Reads what the welcome rules need: the customer's live tags and whether they followed us before.
+
+    Add events arrive in bursts and the inbox decides a claimed batch concurrently, so concurrent
+    `get` calls are coalesced: the first schedules one lookup for every request made in the same
+    turn of the event loop (two queries with `IN`, instead of a session and two queries each).
+    """
 
     def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
+        self._waiting: list[tuple[tuple[str, str, float], asyncio.Future[WelcomeHistory]]] = []
 
     async def get(self, external_userid: str, userid: str, added_at: float) -> WelcomeHistory:
         """Tags, and follows other than the one this add created (a replayed add must not look returning)."""
-        async with self._sessions() as session:
-            tags = await session.scalars(
-                select(CustomerTag.tag_name).where(
-                    CustomerTag.external_userid == external_userid, CustomerTag.removed_at.is_(None)
+        future: asyncio.Future[WelcomeHistory] = asyncio.get_running_loop().create_future()
+        if not self._waiting:
+            # Runs after every task already ready in this turn has queued its request.
+            asyncio.get_running_loop().call_soon(self._start_lookup)
+        self._waiting.append(((external_userid, userid, added_at), future))
+        return await future
+
+    def _start_lookup(self) -> None:
+        batch, self._waiting = self._waiting, []
+        task = asyncio.create_task(self._lookup(batch), name="siyu-welcome-history")
+        _LOOKUPS.add(task)
+        task.add_done_callback(_LOOKUPS.discard)
+
+    async def _lookup(
+        self, batch: list[tuple[tuple[str, str, float], asyncio.Future[WelcomeHistory]]]
+    ) -> None:
+        try:
+            customers = sorted({key[0] for key, _ in batch})
+            async with self._sessions() as session:
+                tag_rows = await session.execute(
+                    select(CustomerTag.external_userid, CustomerTag.tag_name).where(
+                        CustomerTag.external_userid.in_(customers), CustomerTag.removed_at.is_(None)
+                    )
                 )
-            )
-            tag_set = frozenset(tags)
-            earlier = await session.scalar(
-                select(func.count())
-                .select_from(Follow)
-                .where(
-                    Follow.external_userid == external_userid,
-                    (Follow.userid != userid) | (Follow.added_at < added_at),
+                follow_rows = await session.execute(
+                    select(Follow.external_userid, Follow.userid, Follow.added_at).where(
+                        Follow.external_userid.in_(customers)
+                    )
                 )
-            )
-        return WelcomeHistory(tag_set, bool(earlier) or bool(tag_set))
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        tags: dict[str, set[str]] = {}
+        for customer, tag in tag_rows:
+            tags.setdefault(customer, set()).add(tag)
+        follows: dict[str, list[tuple[str, float]]] = {}
+        for customer, guide, at in follow_rows:
+            follows.setdefault(customer, []).append((guide, at))
+        for (customer, userid, added_at), future in batch:
+            tag_set = frozenset(tags.get(customer, ()))
+            earlier = any(guide != userid or at < added_at for guide, at in follows.get(customer, ()))
+            if not future.done():
+                future.set_result(WelcomeHistory(tag_set, earlier or bool(tag_set)))
+
+
+# Lookups in flight: the event loop keeps only weak references to tasks.
+_LOOKUPS: set[asyncio.Task[None]] = set()
