@@ -73,7 +73,10 @@ class OutboxSender:
             and_(OutboxRow.status == "sending", OutboxRow.locked_until < now),
         )
         async with self._sessions.begin() as session:
-            candidates = select(OutboxRow.id).where(claimable, ~blocked).order_by(OutboxRow.id).limit(limit)
+            # Sends with a deadline first, earliest deadline first (a WelcomeCode lives 20 s); the
+            # rest in the order they were decided.
+            order = (OutboxRow.deadline_at.is_(None), OutboxRow.deadline_at, OutboxRow.id)
+            candidates = select(OutboxRow.id).where(claimable, ~blocked).order_by(*order).limit(limit)
             lease = now + self._settings.lease_seconds
             return await claim(
                 session, OutboxRow, candidates, claimable, status="sending", locked_until=lease

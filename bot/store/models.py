@@ -63,7 +63,10 @@ class OutboxRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
-    __table_args__ = (Index("ix_outbox_status_available", "status", "available_at"),)
+    __table_args__ = (
+        Index("ix_outbox_status_available", "status", "available_at"),
+        Index("ix_outbox_partition", "partition_key", "id"),
+    )
 
 
 class TimerRow(Base):

@@ -177,3 +177,19 @@ async def test_concurrent_welcome_history_lookups_are_answered_per_customer(sess
     )
     assert (old.returning, replayed.returning, unknown.returning) == (True, False, False)
     assert (tagged.returning, tagged.tags) == (True, frozenset({"孕期"}))
+
+
+async def test_outbox_claims_sends_with_a_deadline_first(sessions, clock) -> None:
+    from bot.config import OutboxSettings
+    from bot.outbox import OutboxSender
+
+    effects = Effects(clock)
+    later_welcome = act.SendWelcome("code-1", "wm2", text="你好", event_time=clock.timestamp())
+    async with sessions.begin() as session:
+        await effects.apply_batch(
+            session,
+            [([act.RefreshCustomer("wm1", reason_key="a")], "a"), ([later_welcome], "b")],
+        )
+    sender = OutboxSender(sessions, effects, None, clock, OutboxSettings())  # type: ignore[arg-type]
+    first = await sender.claim(1)
+    assert [row.kind for row in first] == ["send_welcome"]
