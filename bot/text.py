@@ -179,8 +179,10 @@ STOPWORDS = frozenset(
 
 # Characters of interrogative and modal words (怎么办, 能不能, 可不可以, 有没有, 是不是, 多少). A word made of
 # these only says what kind of answer is wanted, which the question-type cues already capture; as a word it
-# would match any FAQ phrased the same way (X怎么办 ~ Y怎么办) whatever its topic.
-FUNCTION_CHARS = frozenset("怎么什哪几吗呢能不可以会要没有是多少如何样办咋行否该应还得啥")
+# would match any FAQ phrased the same way (X怎么办 ~ Y怎么办) whatever its topic. The dummy verbs 弄 / 搞 /
+# 整 stand in for whatever verb the customer leaves out (怎么弄, 咋整): beside these characters they say
+# nothing either.
+FUNCTION_CHARS = frozenset("怎么什哪几吗呢能不可以会要没有是多少如何样办咋行否该应还得啥弄搞整")
 
 
 # Single characters that are function words on their own (有 in 有什么, 能 in 能退吗); others in

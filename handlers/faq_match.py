@@ -4,6 +4,7 @@ rapidfuzz and keyword evidence on a bounded candidate set, and the answer / sugg
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -145,9 +146,31 @@ _RUN_BREAKS = frozenset("的了着过吗呢么吧啊呀哦嘛啦")
 _QTYPE_WORDS = frozenset(s for surfaces in QUESTION_TYPES.values() for s in surfaces)
 
 
+def _breaks_run(token: str) -> bool:
+    """True for particles, aspect markers and function words of two or more characters."""
+    return token in _RUN_BREAKS or (len(token) > 1 and is_function_word(token))
+
+
+def _is_function_single(token: str) -> bool:
+    """True for a particle or a single-character function word (能, 有, 要)."""
+    return token in _RUN_BREAKS or (len(token) == 1 and is_function_word(token))
+
+
 def _is_modal(word: str) -> bool:
     """True for interrogative / modal words and question-type surfaces."""
     return word in _QTYPE_WORDS or is_function_word(word)
+
+
+def _subwords(tokens: Sequence[str], search: Sequence[str]) -> dict[str, str]:
+    """Search words that are only parts of a longer token (第一 of 第一次), mapped to that token."""
+    whole = set(tokens)
+    parts: dict[str, str] = {}
+    for t in tokens:
+        if len(t) > 2:
+            for w in search:
+                if w != t and w not in whole and w in t:
+                    parts.setdefault(w, t)
+    return parts
 
 
 def _segment(tok: Tokenizer, norm: str) -> tuple[list[str], list[str], set[str]]:
@@ -157,12 +180,17 @@ def _segment(tok: Tokenizer, norm: str) -> tuple[list[str], list[str], set[str]]
     word (了怎, 么办) matches every FAQ phrased the same way, whatever it is about.
     """
     tokens, search = tok.segment(norm)
+    return _split(tokens, search)
+
+
+def _split(tokens: Sequence[str], search: Sequence[str]) -> tuple[list[str], list[str], set[str]]:
+    """`_segment` on an existing jieba pass."""
     words = [w for w in search if not _is_modal(w)]
     modal = [w for w in search if w not in STOPWORDS and _is_modal(w)]
     grams: set[str] = set()
     run: list[str] = []
     for t in [*tokens, " "]:
-        if t.strip() and not (t in _RUN_BREAKS or (len(t) > 1 and is_function_word(t))):
+        if t.strip() and not _breaks_run(t):
             run.append(t)
             continue
         if run:
@@ -213,9 +241,28 @@ class FaqIndex:
     def _features(self, text: str) -> _Query:
         """Normalise, tokenise and weight the features of a message."""
         norm = self._tok.normalize(text)
-        words, modal, grams = _segment(self._tok, norm)
-        query = _Query(norm=norm, words=words)
+        tokens, search = self._tok.segment(norm)
+        words, modal, grams = _split(tokens, search)
         idf, unknown = self._idf, self._idf_unknown
+        # A sub-word of a word the index knows (第一 / 一次 of 第一次) repeats that word's evidence; sub-words
+        # only stand in for a long word the library does not use.
+        parts = _subwords(tokens, search)
+        words = [w for w in words if not (w in parts and "w" + parts[w] in idf)]
+        # Two single characters side by side are mostly a word jieba did not know (拿 铁): when the index
+        # knows their bigram, the bigram carries them; the characters too would count one word three times.
+        joined = {
+            a: b
+            for a, b in itertools.pairwise(tokens)
+            if len(a) == 1
+            and len(b) == 1
+            and "b" + a + b in idf
+            and not _is_function_single(a)
+            and not _is_function_single(b)
+        }
+        if joined:
+            covered = set(joined) | set(joined.values())
+            words = [w for w in words if w not in covered]
+        query = _Query(norm=norm, words=words)
         concepts, surfaces = default_matcher().find(norm)
         # Surfaces whose concept some entry has: only those can stand in for the words they contain.
         known = [s for s, names in surfaces.items() if any("c" + c in idf for c in names)]

@@ -74,8 +74,9 @@ def test_held_out_xiaohe_set_at_default_bands() -> None:
     index = build_index(docs, synonyms=synonyms, brand_words=brand_words)
     gold = load_queries(ROOT / "tests" / "fixtures" / "faq" / "xiaohe_queries.tsv")
     result, _ = evaluate(index, gold, answer=0.72, suggest=0.45)
-    # Before the lexicon: top1=0.818 false_trigger=0.067; with it 0.891.
-    assert result.top1 >= 0.89
+    # Before the lexicon: top1=0.818 false_trigger=0.067; with it 0.891 (0.909 with lifted phrases removed and
+    # sub-word / split-word evidence counted once).
+    assert result.top1 >= 0.9
     assert result.false_trigger <= 0.025
     assert result.wrong_answer <= 0.03
 

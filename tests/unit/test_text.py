@@ -12,18 +12,18 @@ from bot.text import Normalizer, Tokenizer, is_function_word, normalize
     ("raw", "expected"),
     [
         ("ＡＢＣ１２３", "abc123"),  # full width to half width, lower case
-        ("WiFi密码多少？！", "wifi密码多少"),
-        ("谢谢啦😊", "谢谢"),
-        ("阔以带狗狗进店吗🐶", "可以带狗狗进店吗"),
+        ("店里WiFi连不上？！", "店里wifi连不上"),
+        ("收到啦😊", "收到"),
+        ("阔以推婴儿车进店吗👶", "可以推婴儿车进店吗"),
         ("嗯呢", ""),
-        ("哈哈哈哈哈哈", ""),
-        ("过生日可以白嫖一杯吗哈哈哈", "过生日可以白嫖一杯吗"),
+        ("嘿嘿 哈哈哈哈", ""),  # clauses of particles only
+        ("满月礼能白嫖一份吗哈哈哈", "满月礼能白嫖一份吗"),
         ("哈密瓜有吗", "哈密瓜有吗"),  # 哈 starting a word is not a particle
         ("去酒吧", "去酒吧"),  # 吧 ending a word is not a particle
         ("啊啊啊点错了", "点错了"),
-        ("早上神马时候开门啊", "早上什么时候开门"),
+        ("奶粉神马时候到货啊", "奶粉什么时候到货"),
         ("我的优惠卷呢", "我的优惠券"),
-        ("[表情]", ""),
+        ("[微笑]好的", "好的"),
         ("  多个   空格  ", "多个 空格"),
         ("这个咋弄呀", "这个怎么弄"),
     ],
@@ -48,6 +48,8 @@ def test_variant_inside_its_canonical_word_is_not_replaced() -> None:
     ("word", "expected"),
     [
         ("怎么办", True),
+        ("怎么弄", True),  # dummy verbs (弄, 搞, 整) stand in for a verb left out
+        ("怎么整", True),
         ("能不能", True),
         ("可不可以", True),
         ("有没有", True),
@@ -65,12 +67,12 @@ def test_function_words(word: str, expected: bool) -> None:
 
 @pytest.fixture(scope="module")
 def tokenizer() -> Tokenizer:
-    return Tokenizer(["栖木咖啡", "成长值"], {"纸尿裤": ["尿不湿"]})
+    return Tokenizer(["小禾母婴", "成长值"], {"纸尿裤": ["尿不湿"]})
 
 
 def test_tokenizer_keeps_library_words_whole(tokenizer: Tokenizer) -> None:
-    assert "栖木咖啡" in tokenizer.tokenize("栖木咖啡的成长值怎么算")
-    assert "成长值" in tokenizer.tokenize("栖木咖啡的成长值怎么算")
+    assert "小禾母婴" in tokenizer.tokenize("小禾母婴的成长值怎么算")
+    assert "成长值" in tokenizer.tokenize("小禾母婴的成长值怎么算")
     assert "纸尿裤" in tokenizer.tokenize("尿不湿多少钱")
 
 
@@ -83,10 +85,10 @@ def test_tokenizer_is_private_instance(tokenizer: Tokenizer) -> None:
 @pytest.mark.parametrize(
     ("text", "concept"),
     [
-        ("点外卖要另外付跑腿费吗", "配送费"),
-        ("刚下的单能撤回吗", "取消"),
-        ("这单能作废不", "取消"),
-        ("叫个活人来回复我", "人工"),
+        ("同城送奶粉要付跑腿费吗", "配送费"),
+        ("纸尿裤拍多了 订单能撤回吗", "取消"),
+        ("奶粉那单能作废不", "取消"),
+        ("有没有活人 我问下辅食", "人工"),
         ("有没有金卡黑卡", "会员等级"),
         ("能开专票吗", "发票"),
         ("applepay能用不", "支付方式"),
@@ -105,7 +107,7 @@ def test_lexicon_question_types_and_cues() -> None:
     assert not mentions_elsewhere(normalize("奶瓶怎么退货"))
 
 
-@pytest.mark.parametrize("text", ["几点开门 能不能退款", "中华人民共和国的奶粉", "栖木咖啡的成长值怎么算"])
+@pytest.mark.parametrize("text", ["几点开门 能不能退款", "中华人民共和国的奶粉", "小禾母婴的成长值怎么算"])
 def test_segment_matches_jieba_cut_for_search(tokenizer: Tokenizer, text: str) -> None:
     tokens, search = tokenizer.segment(text)
     assert "".join(tokens) == text
