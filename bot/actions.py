@@ -200,6 +200,98 @@ class StoreCorpTags(Action):
     complete: bool = False
 
 
+@dataclass(frozen=True)
+class SetStage(Action):
+    """Move the customer to a lifecycle stage; the reason goes on the timeline."""
+
+    external_userid: str
+    stage: str
+    reason: str
+    detail: str
+    at: float
+    source_key: str
+
+
+@dataclass(frozen=True)
+class NoteCustomerMessage(Action):
+    """The customer wrote (kf, chat archive, robot): keeps last_message_at for the lifecycle."""
+
+    external_userid: str
+    at: float
+
+
+@dataclass(frozen=True)
+class SetUnsubscribed(Action):
+    """The customer asked to stop marketing pushes (or to have them again)."""
+
+    external_userid: str
+    unsubscribed: bool
+    at: float
+    source_key: str
+
+
+@dataclass(frozen=True)
+class Enroll(Action):
+    """Start a run of a playbook unless the customer has one going; `iteration` counts runs."""
+
+    external_userid: str
+    playbook_id: str
+    step_id: str
+    due_at: float
+    stage: str
+    at: float
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RecordReaction(Action):
+    """The customer replied or clicked: runs waiting for a reaction branch now.
+
+    A reply reaches every run of the customer that waits; a click only the run whose link it was.
+    """
+
+    external_userid: str
+    kind: str
+    at: float
+    enrollment_id: int | None = None
+
+
+@dataclass(frozen=True)
+class RecordOrder(Action):
+    """A purchase from the shop, unique by its order id."""
+
+    order_id: str
+    external_userid: str
+    amount_cents: int
+    paid_at: float
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SetGroupMembers(Action):
+    """The customers in a group now (from groupchat/get); absent ones have left."""
+
+    chat_id: str
+    members: tuple[str, ...]
+    at: float
+
+
+@dataclass(frozen=True)
+class RecordMassTask(Action):
+    """A mass-send task exists in WeCom (or could not be made); later checks update its status."""
+
+    idem_key: str
+    external_userid: str
+    userid: str
+    at: float
+    msgid: str = ""
+    enrollment_id: int = 0
+    step_id: str = ""
+    status: str = "created"
+    reminders: int | None = None
+    sent_at: float | None = None
+
+
 # --- WeCom actions (through the outbox) -------------------------------------------------------------
 
 
@@ -447,6 +539,57 @@ class SyncArchive(WeComAction):
         return "archive"  # one pull at a time: each continues from the seq the last one stored
 
 
+@dataclass(frozen=True)
+class CreateMassTask(WeComAction):
+    """externalcontact/add_msg_template for one customer, sent by her guide once the guide confirms."""
+
+    kind: ClassVar[str] = "create_mass_task"
+    key: str
+    external_userid: str
+    sender: str
+    text: str
+    attachments: tuple[dict[str, Any], ...] = ()
+    enrollment_id: int = 0
+    step_id: str = ""
+
+    @property
+    def idem_key(self) -> str:
+        return f"mass:{self.key}"
+
+
+@dataclass(frozen=True)
+class CheckMassTask(WeComAction):
+    """get_groupmsg_send_result for a task; reminds the guide (remind_groupmsg_send) while unsent."""
+
+    kind: ClassVar[str] = "check_mass_task"
+    task_key: str
+    msgid: str
+    external_userid: str
+    sender: str
+    check: int
+
+    @property
+    def idem_key(self) -> str:
+        return f"masscheck:{self.task_key}:{self.check}"
+
+
+@dataclass(frozen=True)
+class RefreshGroup(WeComAction):
+    """externalcontact/groupchat/get: who is in the group now (member callbacks carry no ids)."""
+
+    kind: ClassVar[str] = "refresh_group"
+    chat_id: str
+    reason_key: str
+
+    @property
+    def idem_key(self) -> str:
+        return f"group:{self.chat_id}:{self.reason_key}"
+
+    @property
+    def partition(self) -> str:
+        return f"group:{self.chat_id}"
+
+
 WECOM_ACTIONS: dict[str, type[WeComAction]] = {
     cls.kind: cls
     for cls in (
@@ -456,6 +599,9 @@ WECOM_ACTIONS: dict[str, type[WeComAction]] = {
         SendKfEventMessage,
         KfHandOff,
         NotifyStaff,
+        CreateMassTask,
+        CheckMassTask,
+        RefreshGroup,
         RefreshCustomer,
         SyncKf,
         MarkTags,

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from bot import errors
+from bot.policy import PolicySettings
 
 APP_NAMES = ("contact", "kf", "robot")
 AppName = Literal["contact", "kf", "robot"]
@@ -159,6 +160,22 @@ class ApiSettings(_Section):
     token: SecretStr | None = None
 
 
+class SopSettings(_Section):
+    """Lifecycle stages and SOP playbooks (`sop/`), and the manners every proactive send keeps."""
+
+    dir: str = "sop"
+    batch_size: int = Field(500, gt=0)
+    poll_interval_seconds: float = Field(5.0, gt=0)
+    # Mass-send tasks wait for the guide: check after this long, remind while unsent (WeCom allows
+    # 3 reminders per task per 24 h), and record the task as unsent after the last check.
+    check_after_hours: float = Field(4.0, gt=0)
+    max_reminders: int = Field(2, ge=0, le=3)
+    # Purchases arrive at POST /api/events/order signed with HMAC-SHA256 of the body in
+    # X-Siyu-Signature; null disables the webhook.
+    order_webhook_secret: SecretStr | None = None
+    policy: PolicySettings = PolicySettings()
+
+
 class WelcomeSettings(_Section):
     """Welcome messages for new contacts."""
 
@@ -235,6 +252,7 @@ class Settings(_Section):
     tagging: TaggingSettings = TaggingSettings()
     channels: ChannelsSettings = ChannelsSettings()
     archive: ArchiveSettings = ArchiveSettings()
+    sop: SopSettings = SopSettings()
     api: ApiSettings = ApiSettings()
     logging: LoggingSettings = LoggingSettings()
     emulator: EmulatorSettings = EmulatorSettings()
@@ -271,11 +289,12 @@ def load_settings(
     _deep_merge(data, env_overrides(environ))
     if path.exists():
         # Relative paths in the settings are relative to the settings file, not to the caller's cwd.
-        content = data.setdefault("content", {}) or {}
-        directory = Path(str(content.get("dir", ContentSettings().dir)))
-        if not directory.is_absolute():
-            content["dir"] = str((path.parent / directory).resolve())
-        data["content"] = content
+        for section, default in (("content", ContentSettings().dir), ("sop", SopSettings().dir)):
+            values = data.setdefault(section, {}) or {}
+            directory = Path(str(values.get("dir", default)))
+            if not directory.is_absolute():
+                values["dir"] = str((path.parent / directory).resolve())
+            data[section] = values
     return _validate(data)
 
 

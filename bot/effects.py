@@ -21,9 +21,13 @@ from bot.store.models import (
     Customer,
     CustomerAttribute,
     CustomerTag,
+    Enrollment,
     Follow,
+    GroupMember,
     HandoffRequest,
     KfSession,
+    MassTask,
+    Order,
     OutboxRow,
     Suggestion,
     TimelineEntry,
@@ -537,6 +541,201 @@ class Effects:
                 if (row.group_name, row.tag_name) not in seen:
                     row.deleted, row.updated_at = True, action.at
 
+    # ---------------------------------------------------------------------- lifecycle and SOP
+
+    async def _set_stages(self, session: AsyncSession, items: Run) -> None:
+        table = Customer.__table__
+        await session.execute(
+            update(table)
+            .where(table.c.external_userid == bindparam("b_id"))
+            .values(stage=bindparam("b_stage"), stage_since=bindparam("b_at")),
+            [{"b_id": a.external_userid, "b_stage": a.stage, "b_at": a.at} for a, _ in items],
+        )
+        await self._record_timeline(
+            session,
+            [
+                (
+                    act.RecordTimeline(
+                        a.external_userid,
+                        "stage",
+                        f"阶段 → {a.stage}：{a.detail}",
+                        a.at,
+                        f"stage:{a.source_key}:{a.stage}",
+                        {"stage": a.stage, "reason": a.reason},
+                    ),
+                    source,
+                )
+                for a, source in items
+            ],
+        )
+
+    async def _note_messages(self, session: AsyncSession, items: Run) -> None:
+        table = Customer.__table__
+        c = table.c
+        await session.execute(
+            update(table)
+            .where(
+                c.external_userid == bindparam("b_id"),
+                (c.last_message_at.is_(None)) | (c.last_message_at < bindparam("b_at")),
+            )
+            .values(last_message_at=bindparam("b_at")),
+            [{"b_id": a.external_userid, "b_at": a.at} for a, _ in items],
+        )
+
+    async def _set_unsubscribed(self, session: AsyncSession, items: Run) -> None:
+        table = Customer.__table__
+        await session.execute(
+            update(table)
+            .where(table.c.external_userid == bindparam("b_id"))
+            .values(unsubscribed_at=bindparam("b_at")),
+            [{"b_id": a.external_userid, "b_at": a.at if a.unsubscribed else None} for a, _ in items],
+        )
+        await self._record_timeline(
+            session,
+            [
+                (
+                    act.RecordTimeline(
+                        a.external_userid,
+                        "unsubscribe" if a.unsubscribed else "resubscribe",
+                        "客户退订了营销推送" if a.unsubscribed else "客户恢复了营销推送",
+                        a.at,
+                        f"optout:{a.source_key}",
+                    ),
+                    source,
+                )
+                for a, source in items
+            ],
+        )
+
+    async def _enroll(self, session: AsyncSession, items: Run) -> None:
+        # One run per customer and playbook at a time; a new run after an old one ended gets the
+        # next iteration (its sends have their own idempotency keys).
+        customers = sorted({a.external_userid for a, _ in items})
+        playbooks = sorted({a.playbook_id for a, _ in items})
+        table = Enrollment.__table__
+        rows = await session.execute(
+            select(table.c.external_userid, table.c.playbook_id, table.c.iteration, table.c.state).where(
+                table.c.external_userid.in_(customers), table.c.playbook_id.in_(playbooks)
+            )
+        )
+        last: dict[tuple[str, str], int] = {}
+        live: set[tuple[str, str]] = set()
+        for customer, playbook, iteration, state in rows:
+            key = (customer, playbook)
+            last[key] = max(last.get(key, 0), iteration)
+            if state in ENROLLMENT_LIVE:
+                live.add(key)
+        new = []
+        for a, _ in items:
+            key = (a.external_userid, a.playbook_id)
+            if key in live:
+                continue
+            live.add(key)
+            last[key] = last.get(key, 0) + 1
+            new.append(
+                {
+                    "external_userid": a.external_userid,
+                    "playbook_id": a.playbook_id,
+                    "iteration": last[key],
+                    "enrolled_stage": a.stage,
+                    "enrolled_at": a.at,
+                    "step_id": a.step_id,
+                    "state": "due",
+                    "due_at": a.due_at,
+                    "step_reached_at": a.at,
+                    "reaction": "",
+                    "reason": a.reason[:255],
+                    "updated_at": a.at,
+                }
+            )
+        await _insert_many(session, Enrollment, new)
+
+    async def _record_reactions(self, session: AsyncSession, items: Run) -> None:
+        table = Enrollment.__table__
+        c = table.c
+        for action, _ in items:
+            # A waiting run wakes at once and branches; the first reaction counts.
+            query = update(table).where(
+                c.external_userid == action.external_userid, c.state == "waiting", c.reaction == ""
+            )
+            if action.enrollment_id is not None:
+                query = query.where(c.id == action.enrollment_id)
+            await session.execute(query.values(reaction=action.kind, due_at=action.at, updated_at=action.at))
+
+    async def _record_orders(self, session: AsyncSession, items: Run) -> None:
+        now = self._clock.timestamp()
+        await _insert_many(
+            session,
+            Order,
+            [
+                {
+                    "order_id": a.order_id,
+                    "external_userid": a.external_userid,
+                    "amount_cents": a.amount_cents,
+                    "paid_at": a.paid_at,
+                    "received_at": now,
+                    "data": a.data,
+                }
+                for a, _ in items
+            ],
+        )
+
+    async def _set_group_members(self, session: AsyncSession, items: Run) -> None:
+        table = GroupMember.__table__
+        c = table.c
+        for action, _ in items:
+            members = sorted(set(action.members))
+            await _insert_many(
+                session,
+                GroupMember,
+                [{"chat_id": action.chat_id, "external_userid": m, "joined_at": action.at} for m in members],
+            )
+            if members:
+                # Back in the group after leaving: a member again, joined now.
+                await session.execute(
+                    update(table)
+                    .where(
+                        c.chat_id == action.chat_id, c.external_userid.in_(members), c.left_at.is_not(None)
+                    )
+                    .values(left_at=None, joined_at=action.at)
+                )
+            await session.execute(
+                update(table)
+                .where(c.chat_id == action.chat_id, c.external_userid.not_in(members), c.left_at.is_(None))
+                .values(left_at=action.at)
+            )
+
+    async def _record_mass_tasks(self, session: AsyncSession, items: Run) -> None:
+        await _insert_many(
+            session,
+            MassTask,
+            [
+                {
+                    "idem_key": a.idem_key[:255],
+                    "msgid": a.msgid,
+                    "enrollment_id": a.enrollment_id,
+                    "external_userid": a.external_userid,
+                    "userid": a.userid,
+                    "step_id": a.step_id,
+                    "status": a.status,
+                    "reminders": a.reminders or 0,
+                    "created_at": a.at,
+                }
+                for a, _ in items
+            ],
+        )
+        for action, _ in items:
+            values: dict[str, Any] = {"status": action.status, "checked_at": action.at}
+            if action.msgid:
+                values["msgid"] = action.msgid
+            if action.reminders is not None:
+                values["reminders"] = action.reminders
+            if action.sent_at is not None:
+                values["sent_at"] = action.sent_at
+            await session.execute(
+                update(MassTask).where(MassTask.idem_key == action.idem_key[:255]).values(**values)
+            )
+
     _APPLIERS: ClassVar[dict[type, Callable[[Effects, AsyncSession, Run], Awaitable[None]]]] = {
         act.UpsertCustomer: _upsert_customers,
         act.UpdateCustomerProfile: _update_profiles,
@@ -554,11 +753,22 @@ class Effects:
         act.RecordWelcomeAssignment: _record_welcome_assignments,
         act.Schedule: _schedule,
         act.CancelTimer: _cancel_timers,
+        act.SetStage: _set_stages,
+        act.NoteCustomerMessage: _note_messages,
+        act.SetUnsubscribed: _set_unsubscribed,
+        act.Enroll: _enroll,
+        act.RecordReaction: _record_reactions,
+        act.RecordOrder: _record_orders,
+        act.SetGroupMembers: _set_group_members,
+        act.RecordMassTask: _record_mass_tasks,
         act.WeComAction: _enqueue,
     }
 
 
 Run = list[tuple[Any, str]]
+
+ENROLLMENT_LIVE = ("due", "waiting")
+"""States of a run that is still going."""
 
 # Phases run in this order; kinds that share a phase keep the order the handlers gave them.
 # Customers exist before what hangs off them, and state is written before the sends and timers
@@ -576,6 +786,12 @@ _PHASES: tuple[tuple[type, ...], ...] = (
     (act.RecordHandoff,),
     (act.SuggestToGuide,),
     (act.RecordWelcomeAssignment,),
+    (act.RecordOrder, act.SetGroupMembers, act.NoteCustomerMessage),
+    (act.SetStage,),
+    (act.SetUnsubscribed,),
+    (act.Enroll,),
+    (act.RecordReaction,),
+    (act.RecordMassTask,),
     (act.Schedule, act.CancelTimer),
     (act.WeComAction,),
 )

@@ -106,6 +106,11 @@ class Customer(Base):
     lead_score: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     first_seen_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
+    # Lifecycle (bot/lifecycle.py) and the SOP's manners (bot/policy.py).
+    stage: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    stage_since: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_message_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    unsubscribed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Follow(Base):
@@ -311,3 +316,121 @@ class WelcomeAssignment(Base):
     assigned_at: Mapped[float] = mapped_column(Float)
 
     __table_args__ = (UniqueConstraint("external_userid", "userid", name="uq_welcome_pair"),)
+
+
+class GroupMember(Base):
+    """A customer in a customer group (from groupchat/get after a member change)."""
+
+    __tablename__ = "group_members"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    chat_id: Mapped[str] = mapped_column(String(64))
+    external_userid: Mapped[str] = mapped_column(String(64))
+    joined_at: Mapped[float] = mapped_column(Float)
+    left_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("chat_id", "external_userid", name="uq_group_member"),
+        Index("ix_group_members_customer", "external_userid"),
+    )
+
+
+class Order(Base):
+    """A purchase reported by the shop (POST /api/events/order), unique by the shop's order id."""
+
+    __tablename__ = "orders"
+
+    order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    external_userid: Mapped[str] = mapped_column(String(64), index=True)
+    amount_cents: Mapped[int] = mapped_column(Integer, default=0)
+    paid_at: Mapped[float] = mapped_column(Float)
+    received_at: Mapped[float] = mapped_column(Float)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Enrollment(Base):
+    """One run of a playbook for one customer; `due_at` is when the runner next looks at it.
+
+    state: `due` (the step `step_id` is due at due_at), `waiting` (the step was sent; at due_at the
+    wait for a reaction ends), `done`, `exited`. `iteration` counts the customer's runs of the
+    playbook, so a second run has its own idempotency keys.
+    """
+
+    __tablename__ = "enrollments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    external_userid: Mapped[str] = mapped_column(String(64))
+    playbook_id: Mapped[str] = mapped_column(String(64))
+    iteration: Mapped[int] = mapped_column(Integer, default=1)
+    enrolled_stage: Mapped[str] = mapped_column(String(16), default="")
+    enrolled_at: Mapped[float] = mapped_column(Float)
+    step_id: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="due")
+    due_at: Mapped[float] = mapped_column(Float)
+    step_reached_at: Mapped[float] = mapped_column(Float)
+    reaction: Mapped[str] = mapped_column(String(16), default="")
+    reason: Mapped[str] = mapped_column(String(255), default="")
+    updated_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        UniqueConstraint("external_userid", "playbook_id", "iteration", name="uq_enrollment_run"),
+        Index("ix_enrollments_due", "state", "due_at"),
+        Index("ix_enrollments_customer", "external_userid", "state"),
+    )
+
+
+class SopLog(Base):
+    """What the runner did with a step: sent (and by which route), deferred, skipped, exited."""
+
+    __tablename__ = "sop_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    enrollment_id: Mapped[int] = mapped_column(Integer, index=True)
+    external_userid: Mapped[str] = mapped_column(String(64))
+    playbook_id: Mapped[str] = mapped_column(String(64))
+    step_id: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    route: Mapped[str] = mapped_column(String(16), default="")
+    reason: Mapped[str] = mapped_column(String(32), default="")
+    detail: Mapped[str] = mapped_column(String(255), default="")
+    marketing: Mapped[bool] = mapped_column(default=True)
+    userid: Mapped[str] = mapped_column(String(64), default="")
+    at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_sop_log_customer", "external_userid", "outcome", "at"),)
+
+
+class ClickLink(Base):
+    """A link in SOP content, sent as /r/<token> so a click is recorded before the redirect."""
+
+    __tablename__ = "click_links"
+
+    token: Mapped[str] = mapped_column(String(32), primary_key=True)
+    enrollment_id: Mapped[int] = mapped_column(Integer)
+    external_userid: Mapped[str] = mapped_column(String(64))
+    step_id: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(String(1024))
+    created_at: Mapped[float] = mapped_column(Float)
+    clicks: Mapped[int] = mapped_column(Integer, default=0)
+    first_clicked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class MassTask(Base):
+    """A mass-send task (add_msg_template) made for one SOP step; the guide confirms it in WeCom."""
+
+    __tablename__ = "mass_tasks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    idem_key: Mapped[str] = mapped_column(String(255), unique=True)
+    msgid: Mapped[str] = mapped_column(String(128), default="")
+    enrollment_id: Mapped[int] = mapped_column(Integer, default=0)
+    external_userid: Mapped[str] = mapped_column(String(64))
+    userid: Mapped[str] = mapped_column(String(64))
+    step_id: Mapped[str] = mapped_column(String(64), default="")
+    status: Mapped[str] = mapped_column(String(16), default="created")
+    reminders: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[float] = mapped_column(Float)
+    checked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    sent_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    __table_args__ = (Index("ix_mass_tasks_guide", "userid", "created_at"),)
