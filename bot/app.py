@@ -1,4 +1,4 @@
-"""The aiohttp application: callback endpoints, health, metrics; the runtime in a cleanup context."""
+"""The aiohttp application: callbacks, order webhook, link redirects, health, metrics; the runtime."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from bot import api, errors, metrics
+from bot import api, errors, links, metrics, orders
 from bot.appkeys import RUNTIME
 from bot.clock import Clock, SystemClock
 from bot.config import APP_NAMES, Settings
@@ -70,6 +70,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
     api.add_routes(app)
+    orders.add_routes(app)  # POST /api/events/order (the shop's webhook, HMAC-signed)
+    links.add_routes(app)  # GET /r/{token} (tracked SOP links)
 
 
 @web.middleware

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 
 class RouteKey(NamedTuple):
@@ -340,6 +340,34 @@ class RobotEvent(RobotEventBase):
     """A smart-robot event (enter_chat, template_card_event, feedback_event, ...)."""
 
     event_type: str = ""
+
+
+# --- Siyu's own edges: the shop's order webhook and the click redirect -----------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrderPaid(Event):
+    """The shop reported a paid order (POST /api/events/order); one per order id however often resent."""
+
+    order_id: str
+    external_userid: str
+    amount_cents: int = 0
+    paid_at: float
+    """Epoch seconds."""
+    items: tuple[dict[str, Any], ...] = ()
+    customer_facing: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkClicked(Event):
+    """A customer opened a tracked SOP link (/r/<token>); reloads within a minute count once."""
+
+    token: str
+    enrollment_id: int
+    external_userid: str
+    step_id: str
+    clicked_at: float
+    customer_facing: ClassVar[bool] = True
 
 
 # --- anything else -----------------------------------------------------------------------------

@@ -3,17 +3,21 @@
 Three endpoints share this code (https://developer.work.weixin.qq.com/document/path/90930):
 the customer-contact app and the 微信客服 app post XML, the smart robot posts JSON. `parse`
 turns a decrypted plaintext into an `Event`; the inbox stores the plaintext, so a row can be
-parsed again by a newer version after a fix, and an unknown event is kept as it came.
+parsed again by a newer version after a fix, and an unknown event is kept as it came. Siyu's own
+edges store JSON the same way: the shop's order webhook body (`shop`) and link clicks (`link`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from bot import errors, events
+from bot.clock import SHANGHAI
 from bot.events import RouteKey, digest
 from bot.wecom import xmlsafe
 from bot.wecom.crypto import CallbackCrypto, parse_xml
@@ -22,6 +26,10 @@ from bot.wecom.crypto import CallbackCrypto, parse_xml
 KF_ITEM = "kf_item"
 # A decrypted chat-archive message (会话内容存档), pulled after msgaudit_notify.
 ARCHIVE_ITEM = "archive_item"
+# Siyu's own edges: the shop's order webhook body, and a click on a tracked link (JSON we wrote).
+SHOP = "shop"
+LINK = "link"
+ORDER_ID_MAX = 64
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,10 @@ def parse(app: str, plaintext: str) -> events.Event:
         return parse_kf_item(_json_object(plaintext))
     if app == ARCHIVE_ITEM:
         return parse_archive_item(_json_object(plaintext))
+    if app == SHOP:
+        return parse_order(_json_object(plaintext))
+    if app == LINK:
+        return parse_click(_json_object(plaintext))
     return _parse_xml_event(app, plaintext)
 
 
@@ -458,6 +470,92 @@ def parse_archive_item(item: Mapping[str, Any]) -> events.Event:
         msgtime=msgtime,
         msg_type=msg_type,
         content=str(body.get("content", "")) if msg_type == "text" else "",
+    )
+
+
+def parse_order(data: Mapping[str, Any]) -> events.OrderPaid:
+    """The order webhook's JSON body -> OrderPaid; MalformedCallback names the first bad field."""
+    order_id = data.get("order_id")
+    if isinstance(order_id, int) and not isinstance(order_id, bool):
+        order_id = str(order_id)
+    if not isinstance(order_id, str) or not order_id.strip():
+        raise errors.MalformedCallback("order_id: required, a non-empty string")
+    if len(order_id) > ORDER_ID_MAX:
+        raise errors.MalformedCallback(f"order_id: at most {ORDER_ID_MAX} characters")
+    customer = data.get("external_userid")
+    if not isinstance(customer, str) or not customer.strip() or len(customer) > 64:
+        raise errors.MalformedCallback("external_userid: required, a string of 1-64 characters")
+    amount = data.get("amount_cents", 0)
+    if amount is None:
+        amount = 0
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+        raise errors.MalformedCallback("amount_cents: a non-negative integer (cents)")
+    items = data.get("items") or []
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise errors.MalformedCallback("items: a list of objects")
+    paid_at = _paid_at(data.get("paid_at"))
+    return events.OrderPaid(
+        app=SHOP,
+        create_time=int(paid_at),
+        route_key=RouteKey("shop", "order_paid"),
+        # A resent order has the same id: stored and handled once.
+        dedup_key=f"order:{order_id}",
+        partition=f"cust:{customer}",
+        order_id=order_id,
+        external_userid=customer,
+        amount_cents=amount,
+        paid_at=paid_at,
+        items=tuple(items),
+    )
+
+
+def _paid_at(value: Any) -> float:
+    """Epoch seconds (number) or ISO 8601 (naive = Asia/Shanghai) -> epoch seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value) or value <= 0:
+            raise errors.MalformedCallback("paid_at: epoch seconds must be positive")
+        return float(value)
+    if isinstance(value, str) and value.strip():
+        try:
+            when = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise errors.MalformedCallback("paid_at: not an ISO 8601 date-time") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=SHANGHAI)  # the brand's local time
+        return when.timestamp()
+    raise errors.MalformedCallback("paid_at: required, epoch seconds or an ISO 8601 date-time")
+
+
+def click_plaintext(token: str, enrollment_id: int, external_userid: str, step_id: str, at: float) -> str:
+    """What the inbox stores for a click on a tracked link (parsed back by `parse_click`)."""
+    body = {
+        "token": token,
+        "enrollment_id": enrollment_id,
+        "external_userid": external_userid,
+        "step_id": step_id,
+        "clicked_at": at,
+    }
+    return json.dumps(body, ensure_ascii=False, sort_keys=True)
+
+
+def parse_click(data: Mapping[str, Any]) -> events.LinkClicked:
+    """A stored click -> LinkClicked, de-duplicated per token and minute (reload storms count once)."""
+    token = str(data.get("token", ""))
+    customer = str(data.get("external_userid", ""))
+    if not token or not customer:
+        raise errors.MalformedCallback("click needs token and external_userid")
+    clicked_at = _float(data.get("clicked_at"))
+    return events.LinkClicked(
+        app=LINK,
+        create_time=int(clicked_at),
+        route_key=RouteKey("link", "clicked"),
+        dedup_key=f"click:{token}:{int(clicked_at // 60)}",
+        partition=f"cust:{customer}",
+        token=token,
+        enrollment_id=_int(data.get("enrollment_id")),
+        external_userid=customer,
+        step_id=str(data.get("step_id", "")),
+        clicked_at=clicked_at,
     )
 
 
