@@ -68,3 +68,9 @@ class Deps:
     kf_sessions: KfSessionReader | None = None
     welcome_history: WelcomeHistoryReader | None = None
     customer_tags: CustomerTagReader | None = None
+    lifecycle: Any = None
+    """bot.store.readers.LifecycleReader: a customer's stored lifecycle facts."""
+    playbooks: Callable[[], Any] = lambda: None
+    """The current bot.playbooks.PlaybookSet (None until loaded)."""
+    stages: Callable[[], Any] = lambda: None
+    """The current bot.lifecycle.StagesConfig (None until loaded)."""

@@ -45,6 +45,7 @@ class Effects:
         self._clock = clock
         self.outbox_wakeup = asyncio.Event()
         self.timer_wakeup = asyncio.Event()
+        self.sop_wakeup = asyncio.Event()
 
     async def apply(self, session: AsyncSession, actions: Sequence[act.Action], *, source: str) -> None:
         """Apply every action in `session` (the caller commits)."""
@@ -69,6 +70,8 @@ class Effects:
             await notify(session, "outbox")
         if any(isinstance(a, act.Schedule) for a, _ in phases[_PHASE_INDEX[act.Schedule]]):
             await notify(session, "timers")
+        if phases[_PHASE_INDEX[act.Enroll]] or phases[_PHASE_INDEX[act.RecordReaction]]:
+            await notify(session, "sop")
         for items in phases:
             for kind, run in _runs(items):
                 await self._APPLIERS[kind](self, session, run)
@@ -80,6 +83,8 @@ class Effects:
                 self.outbox_wakeup.set()
             elif isinstance(action, act.Schedule):
                 self.timer_wakeup.set()
+            elif isinstance(action, (act.Enroll, act.RecordReaction)):
+                self.sop_wakeup.set()
 
     async def enqueue(self, session: AsyncSession, action: act.WeComAction, *, source: str) -> None:
         """Insert the outbox row for `action` unless its idempotency key exists."""

@@ -32,3 +32,9 @@ WECOM_CALLS = Counter(
 )
 WECOM_LATENCY = Histogram("siyu_wecom_call_seconds", "WeCom API call latency", ["api"], registry=REGISTRY)
 TIMERS_FIRED = Counter("siyu_timers_fired_total", "Durable timers fired", ["kind"], registry=REGISTRY)
+SOP_STEPS = Counter(
+    "siyu_sop_steps_total",
+    "SOP step outcomes (sent, deferred, skipped, branched, exited, done)",
+    ["outcome"],
+    registry=REGISTRY,
+)

@@ -19,7 +19,7 @@ import aiohttp
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot import archive, channel_sync, kf, metrics
+from bot import archive, channel_sync, errors, kf, lifecycle, mass_tasks, metrics
 from bot.archive import Archive, create_archive
 from bot.clock import Clock
 from bot.config import APP_NAMES, Settings
@@ -29,14 +29,16 @@ from bot.effects import Effects
 from bot.inbox import Inbox, InboxWorker
 from bot.kv import KV, create_kv
 from bot.outbox import OutboxSender
+from bot.playbooks import STAGES_FILE, PlaybookStore
 from bot.router import Dispatcher, Router
 from bot.scheduler import Scheduler
 from bot.senders import SendContext
+from bot.sop_runner import SopRunner, Texts
 from bot.store import db, housekeeping
 from bot.store.db import Sessions
 from bot.store.models import InboxRow, OutboxRow, TimerRow
 from bot.store.notify import Listener
-from bot.store.readers import CustomerTags, KfSessions, WelcomeHistories
+from bot.store.readers import CustomerTags, KfSessions, LifecycleReader, WelcomeHistories
 from bot.wecom.client import WeComClient
 from bot.wecom.crypto import CallbackCrypto
 from bot.wecom.tokens import TokenCache
@@ -80,6 +82,9 @@ class Runtime:
     scheduler: Scheduler
     deps: Deps
     content: ContentStore
+    runner: SopRunner
+    playbooks: PlaybookStore
+    stages: StagesFile
     _owns_http: bool = False
     _tasks: set[asyncio.Task] = field(default_factory=set)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -132,6 +137,16 @@ class Runtime:
         except BaseException:
             await engine.dispose()
             raise
+        stages = StagesFile(Path(settings.sop.dir) / STAGES_FILE)
+        playbooks = PlaybookStore(
+            settings.sop.dir, content_snapshot=lambda: content.current, stages=lambda: lifecycle.STAGES
+        )
+        try:
+            stages.load()
+            await playbooks.start()  # invalid playbooks: refuse to serve, like invalid content
+        except BaseException:
+            await engine.dispose()
+            raise
         deps = Deps(
             clock=clock,
             settings=settings,
@@ -139,6 +154,9 @@ class Runtime:
             kf_sessions=KfSessions(sessions),
             customer_tags=CustomerTags(sessions),
             welcome_history=WelcomeHistories(sessions),
+            lifecycle=LifecycleReader(sessions),
+            playbooks=lambda: playbooks.current,
+            stages=lambda: stages.current,
         )
         dispatcher = Dispatcher(default_routers() if routers is None else routers)
         effects = Effects(clock)
@@ -164,6 +182,21 @@ class Runtime:
         from handlers import tagging  # capabilities import bot modules: imported when wiring, not at load
 
         scheduler.register(tagging.SYNC_TIMER, tagging.on_tags_sync)
+        from handlers import lifecycle as lifecycle_handler
+        from handlers import sop
+
+        scheduler.register(lifecycle_handler.STAGE_CHECK, lifecycle_handler.on_stage_check)
+        scheduler.register(sop.SOP_DATE, sop.on_date)
+        scheduler.register(mass_tasks.TIMER_KIND, mass_tasks.on_check_timer)
+        runner = SopRunner(
+            sessions,
+            effects,
+            clock,
+            settings,
+            playbooks=lambda: playbooks.current,
+            texts=lambda: sop_texts(content.current),
+            content=lambda: content.current,
+        )
         return cls(
             settings=settings,
             clock=clock,
@@ -181,6 +214,9 @@ class Runtime:
             scheduler=scheduler,
             deps=deps,
             content=content,
+            runner=runner,
+            playbooks=playbooks,
+            stages=stages,
             _owns_http=owns_http,
             archive=archive,
         )
@@ -192,6 +228,7 @@ class Runtime:
             done = await self.worker.run_once()
             done += await self.outbox.run_once()
             done += await self.scheduler.run_due()
+            done += await self.runner.run_due()
             total += done
             if not done:
                 return total
@@ -206,7 +243,12 @@ class Runtime:
                 await self.effects.apply(session, [first], source="startup")
         self._listener = Listener(
             self.engine,
-            {"inbox": self.inbox.wakeup, "outbox": self.outbox.wakeup, "timers": self.scheduler.wakeup},
+            {
+                "inbox": self.inbox.wakeup,
+                "outbox": self.outbox.wakeup,
+                "timers": self.scheduler.wakeup,
+                "sop": self.runner.wakeup,
+            },
         )
         await self._listener.start()
         loops = (
@@ -231,6 +273,13 @@ class Runtime:
                 self.settings.scheduler.poll_interval_seconds,
                 self.scheduler.next_due,
             ),
+            (
+                "sop",
+                self.runner.run_due,
+                self.runner.wakeup,
+                self.settings.sop.poll_interval_seconds,
+                self.runner.next_due,
+            ),
         )
         for name, step, wakeup, interval, next_due in loops:
             task = asyncio.create_task(
@@ -242,6 +291,7 @@ class Runtime:
             ("gauges", self._gauges()),
             ("housekeeping", self._housekeeping()),
             ("content", self.content.run(self._stopping)),
+            ("playbooks", self._watch_sop()),
         )
         for name, coro in background:
             task = asyncio.create_task(coro, name=f"siyu-{name}")
@@ -294,12 +344,21 @@ class Runtime:
                 _LOGGER.warning("housekeeping failed", exc_info=True)
             await _wait(self._stopping, self._stopping, housekeeping.INTERVAL_SECONDS)
 
+    async def _watch_sop(self) -> None:
+        """Reload stages.yaml and the playbooks on change; a bad edit keeps the last good version."""
+        interval = self.settings.content.reload_interval_seconds
+        while not self._stopping.is_set():
+            await _wait(self._stopping, self._stopping, interval)
+            with contextlib.suppress(Exception):
+                self.stages.refresh()
+                await self.playbooks.refresh()
+
     async def stop(self) -> None:
         """Let in-flight rounds finish (within the shutdown timeout), then close everything."""
         self._stopping.set()
         if self._listener is not None:
             await self._listener.stop()
-        for event in (self.inbox.wakeup, self.outbox.wakeup, self.scheduler.wakeup):
+        for event in (self.inbox.wakeup, self.outbox.wakeup, self.scheduler.wakeup, self.runner.wakeup):
             event.set()
         if self._tasks:
             _done, pending = await asyncio.wait(
@@ -316,6 +375,50 @@ class Runtime:
             await self.http.close()
         await self.kv.close()
         await self.engine.dispose()
+
+
+class StagesFile:
+    """sop/stages.yaml: loaded at start (invalid: refuse to serve), then the last good version serves."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._current: lifecycle.StagesConfig | None = None
+        self._mtime = -1.0
+
+    @property
+    def current(self) -> lifecycle.StagesConfig:
+        """The last good stage rules (the defaults when there is no stages.yaml)."""
+        return self._current or lifecycle.StagesConfig()
+
+    def load(self) -> None:
+        """Load the file; raises ContentErrors when it is invalid."""
+        if not self.path.exists():
+            self._current = lifecycle.StagesConfig()
+            return
+        self._mtime = self.path.stat().st_mtime
+        self._current = lifecycle.load_stages(self.path)
+
+    def refresh(self) -> None:
+        """Reload after a change; an invalid edit is logged and the last good rules keep serving."""
+        if not self.path.exists() or self.path.stat().st_mtime == self._mtime:
+            return
+        try:
+            self.load()
+        except errors.ContentErrors as exc:
+            self._mtime = self.path.stat().st_mtime
+            _LOGGER.warning(
+                "stages.yaml rejected, still serving the last good rules\n%s", "\n".join(map(str, exc.errors))
+            )
+
+
+def sop_texts(snapshot: Any) -> Texts:
+    """Brand and guide names for SOP content variables, from the content library's welcome.yaml."""
+    from bot.welcome_rules import rules_from_files
+
+    rules = rules_from_files(snapshot.files) if snapshot is not None else None
+    brand = (rules.brand if rules is not None else "") or snapshot.faq.brand if snapshot is not None else ""
+    guides = {g: (v.name, v.store) for g, v in rules.guides.items()} if rules is not None else {}
+    return Texts(brand, guides)
 
 
 async def _wait(event: asyncio.Event, stopping: asyncio.Event, seconds: float) -> None:

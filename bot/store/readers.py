@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
 from bot.deps import KfSessionView, TagSyncView, WelcomeHistory
 from bot.store.db import Sessions
-from bot.store.models import CustomerTag, Follow, InboxRow, KfSession
+from bot.store.models import (
+    Customer,
+    CustomerTag,
+    Follow,
+    GroupMember,
+    InboxRow,
+    KfSession,
+    Order,
+    TimelineEntry,
+)
 
 
 class KfSessions:
@@ -131,3 +141,86 @@ class WelcomeHistories:
 
 # Lookups in flight: the event loop keeps only weak references to tasks.
 _LOOKUPS: set[asyncio.Task[None]] = set()
+
+
+class LifecycleReader:
+    """Reads what the lifecycle rules need about a customer (bot/lifecycle.StageFacts), as stored now."""
+
+    MESSAGE_KINDS = ("kf_message", "chat_message", "robot_message")
+
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
+
+    async def get(
+        self, external_userid: str, window_start: float, purchase_tags: tuple[str, ...]
+    ) -> StoredFacts:
+        """Stage, follows, groups, messages since `window_start`, orders and purchase tags of a customer."""
+        async with self._sessions() as session:
+            customer = (
+                await session.execute(
+                    select(Customer.stage, Customer.last_message_at, Customer.unsubscribed_at).where(
+                        Customer.external_userid == external_userid
+                    )
+                )
+            ).first()
+            follow = (
+                await session.execute(
+                    select(func.count(), func.min(Follow.added_at)).where(
+                        Follow.external_userid == external_userid, Follow.ended_at.is_(None)
+                    )
+                )
+            ).one()
+            groups = (
+                await session.execute(
+                    select(func.count(), func.max(GroupMember.joined_at)).where(
+                        GroupMember.external_userid == external_userid, GroupMember.left_at.is_(None)
+                    )
+                )
+            ).one()
+            messages = await session.scalar(
+                select(func.count())
+                .select_from(TimelineEntry)
+                .where(
+                    TimelineEntry.external_userid == external_userid,
+                    TimelineEntry.kind.in_(self.MESSAGE_KINDS),
+                    TimelineEntry.occurred_at >= window_start,
+                )
+            )
+            purchase = await session.scalar(
+                select(func.max(Order.paid_at)).where(Order.external_userid == external_userid)
+            )
+            tagged = await session.scalar(
+                select(func.max(CustomerTag.added_at)).where(
+                    CustomerTag.external_userid == external_userid,
+                    CustomerTag.tag_name.in_(purchase_tags),
+                    CustomerTag.removed_at.is_(None),
+                )
+            )
+        return StoredFacts(
+            stage=(customer[0] or None) if customer else None,
+            follows=int(follow[0] or 0),
+            added_at=follow[1],
+            in_groups=int(groups[0] or 0),
+            joined_group_at=groups[1],
+            messages_in_window=int(messages or 0),
+            last_message_at=customer[1] if customer else None,
+            last_purchase_at=purchase,
+            purchase_tagged_at=tagged,
+            unsubscribed=bool(customer and customer[2] is not None),
+        )
+
+
+@dataclass(frozen=True)
+class StoredFacts:
+    """A customer's lifecycle facts as epoch seconds (the handler turns them into StageFacts)."""
+
+    stage: str | None = None
+    follows: int = 0
+    added_at: float | None = None
+    in_groups: int = 0
+    joined_group_at: float | None = None
+    messages_in_window: int = 0
+    last_message_at: float | None = None
+    last_purchase_at: float | None = None
+    purchase_tagged_at: float | None = None
+    unsubscribed: bool = False

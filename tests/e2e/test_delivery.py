@@ -54,7 +54,11 @@ async def test_handler_failing_twice_then_succeeding_is_processed_once(stack_fac
     added = await stack.emu.simulate_add_contact(userid="xiaolin", state="store_12")
     await stack.drain()
     [row] = await rows(stack, InboxRow)
-    assert (row.status, row.attempts, row.done_routers) == ("pending", 1, ["timeline", "tagging"])
+    assert (row.status, row.attempts, row.done_routers) == (
+        "pending",
+        1,
+        ["timeline", "tagging", "lifecycle"],
+    )
     for _ in range(2):
         [row] = await rows(stack, InboxRow)
         stack.clock.advance(seconds=row.available_at - stack.clock.timestamp() + 0.001)

@@ -1,0 +1,457 @@
+"""Runs SOP playbooks: claims due enrollments, decides each, and commits sends and state at once.
+
+`run_due(now)` claims up to `sop.batch_size` runs whose `due_at` has come (`FOR UPDATE SKIP
+LOCKED` on PostgreSQL, so any number of replicas share the work; SQLite has one writer), loads
+what the decisions need for the whole batch in a few queries, asks `handlers.sop_decide.decide_run`
+about each run, and in the same transaction writes the sends to the outbox (idempotency key:
+customer, playbook, step, iteration), the log and the runs' new state. A crash before the commit
+leaves the runs due and nothing sent; a replayed send hits its outbox key. Memory is O(batch).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import actions as act
+from bot import links, metrics, policy
+from bot.clock import Clock
+from bot.config import Settings
+from bot.content import render
+from bot.effects import Effects
+from bot.playbooks import PlaybookSet, Step
+from bot.profile import derive
+from bot.store.db import Sessions
+from bot.store.models import (
+    ChannelCode,
+    ClickLink,
+    Customer,
+    CustomerAttribute,
+    CustomerTag,
+    Enrollment,
+    Follow,
+    KfSession,
+    SopLog,
+)
+from bot.store.sql import for_claim
+from handlers.sop_decide import CustomerView, RunOutcome, RunView, decide_run
+from handlers.welcome import wecom_attachment
+
+_LOGGER = logging.getLogger(__name__)
+
+LIVE = ("due", "waiting")
+
+
+@dataclass(frozen=True)
+class Texts:
+    """Variables for SOP content: brand, and the guides' names and stores."""
+
+    brand: str
+    guides: dict[str, tuple[str, str]]
+
+
+class SopRunner:
+    """Claims due runs and turns their decisions into sends, log lines and new run states."""
+
+    def __init__(
+        self,
+        sessions: Sessions,
+        effects: Effects,
+        clock: Clock,
+        settings: Settings,
+        playbooks: Callable[[], PlaybookSet | None],
+        texts: Callable[[], Texts],
+        content: Callable[[], Any] = lambda: None,
+    ) -> None:
+        self._sessions = sessions
+        self._effects = effects
+        self._clock = clock
+        self._settings = settings
+        self._playbooks = playbooks
+        self._texts = texts
+        self._content = content
+
+    @property
+    def wakeup(self) -> Any:
+        """Set when new runs (or reactions) were committed."""
+        return self._effects.sop_wakeup
+
+    async def run_due(self, now: float | None = None) -> int:
+        """Claim and run one batch of due runs; returns how many were handled."""
+        now = self._clock.timestamp() if now is None else now
+        playbooks = self._playbooks()
+        if playbooks is None:
+            return 0
+        actions: list[act.Action] = []
+        async with self._sessions.begin() as session:
+            runs = await self._claim(session, now, self._settings.sop.batch_size)
+            if not runs:
+                return 0
+            views = await load_customers(session, [r.external_userid for r in runs], now, self._settings)
+            tz = policy_zone(self._settings)
+            at = dt.datetime.fromtimestamp(now, tz)
+            updates: list[dict[str, Any]] = []
+            log_rows: list[dict[str, Any]] = []
+            link_rows: list[dict[str, Any]] = []
+            for run in runs:
+                customer = views.get(run.external_userid) or CustomerView(run.external_userid, {})
+                playbook = playbooks.get(run.playbook_id)
+                outcome = decide_run(run, playbook, customer, self._settings.sop.policy, at)
+                if outcome.send is not None and playbook is not None:
+                    actions.extend(self._send(run, customer, outcome, playbook.marketing, now, link_rows))
+                    views[run.external_userid] = counted(customer, outcome.route)
+                updates.append(
+                    {
+                        "b_id": run.id,
+                        "b_state": outcome.state,
+                        "b_step": outcome.step_id,
+                        "b_due": outcome.due_at,
+                        "b_reached": outcome.step_reached_at,
+                        "b_reason": outcome.reason[:255],
+                        "b_at": now,
+                    }
+                )
+                marketing = playbook.marketing if playbook is not None else True
+                for entry in outcome.log:
+                    log_rows.append(
+                        {
+                            "enrollment_id": run.id,
+                            "external_userid": run.external_userid,
+                            "playbook_id": run.playbook_id,
+                            "step_id": entry.step_id,
+                            "outcome": entry.outcome,
+                            "route": entry.route,
+                            "reason": entry.reason[:32],
+                            "detail": entry.detail[:255],
+                            "marketing": marketing,
+                            "userid": customer.guide if entry.outcome == "sent" else "",
+                            "at": now,
+                        }
+                    )
+                    metrics.SOP_STEPS.labels(entry.outcome).inc()
+                actions.extend(_timeline(run, outcome, now))
+            table = Enrollment.__table__
+            await session.execute(
+                update(table)
+                .where(table.c.id == bindparam("b_id"))
+                .values(
+                    state=bindparam("b_state"),
+                    step_id=bindparam("b_step"),
+                    due_at=bindparam("b_due"),
+                    step_reached_at=bindparam("b_reached"),
+                    reason=bindparam("b_reason"),
+                    reaction="",
+                    updated_at=bindparam("b_at"),
+                ),
+                updates,
+            )
+            if log_rows:
+                await session.execute(SopLog.__table__.insert(), log_rows)
+            if link_rows:
+                await session.execute(ClickLink.__table__.insert(), link_rows)
+            await self._effects.apply_batch(session, [(actions, "sop")])
+        self._effects.after_commit(actions)
+        return len(runs)
+
+    async def next_due(self) -> float | None:
+        """Epoch seconds of the earliest live run (for the serve loop's wait)."""
+        from sqlalchemy import func
+
+        async with self._sessions() as session:
+            return await session.scalar(select(func.min(Enrollment.due_at)).where(Enrollment.state.in_(LIVE)))
+
+    async def _claim(self, session: AsyncSession, now: float, limit: int) -> list[RunView]:
+        query = (
+            select(Enrollment)
+            .where(Enrollment.state.in_(LIVE), Enrollment.due_at <= now)
+            .order_by(Enrollment.due_at)
+            .limit(limit)
+        )
+        rows = (await session.scalars(for_claim(session, query))).all()
+        return [
+            RunView(
+                r.id,
+                r.external_userid,
+                r.playbook_id,
+                r.iteration,
+                r.enrolled_stage,
+                r.enrolled_at,
+                r.step_id,
+                r.state,
+                r.due_at,
+                r.step_reached_at,
+                r.reaction,
+            )
+            for r in rows
+        ]
+
+    def _send(
+        self,
+        run: RunView,
+        customer: CustomerView,
+        outcome: RunOutcome,
+        marketing: bool,
+        now: float,
+        link_rows: list[dict[str, Any]],
+    ) -> list[act.Action]:
+        step = outcome.send
+        assert step is not None
+        key = f"{run.external_userid}:{run.playbook_id}:{step.id}:{run.iteration}"
+        text, attachments = self._content_of(step, customer, run, key, now, link_rows)
+        if outcome.route == "kf":
+            body = text
+            for item in attachments:
+                if item["msgtype"] == "link":
+                    body += f"\n{item['link'].get('title', '')}：{item['link']['url']}"
+            return [
+                act.SendKfText(customer.open_kfid, run.external_userid, body, reply_to=f"sop:{key}"),
+                act.UpdateKfSession(customer.open_kfid, run.external_userid, now, sent=1),
+            ]
+        if outcome.route == "mass_task":
+            return [
+                act.CreateMassTask(
+                    key, run.external_userid, customer.guide, text, tuple(attachments), run.id, step.id
+                )
+            ]
+        name = customer.facts.get("customer_name") or run.external_userid
+        sidebar = f"{self._settings.service.public_url.rstrip('/')}/sidebar?customer={run.external_userid}"
+        notice = f"【跟进提醒】请给客户「{name}」发送：\n{text}\n打开侧边栏：{sidebar}"
+        return [act.NotifyStaff((customer.guide,), notice, key=f"sop:{key}")]
+
+    def _content_of(
+        self,
+        step: Step,
+        customer: CustomerView,
+        run: RunView,
+        key: str,
+        now: float,
+        link_rows: list[dict[str, Any]],
+    ) -> tuple[str, list[dict[str, Any]]]:
+        texts = self._texts()
+        guide_name, store = texts.guides.get(customer.guide, ("", ""))
+        values = {
+            "brand": texts.brand,
+            "customer_name": str(customer.facts.get("customer_name") or ""),
+            "guide_name": guide_name,
+            "store": store,
+        }
+        text = render(step.content.resolve_text(self._content()), values)
+        library = self._settings.content.dir
+        attachments = []
+        for item in step.content.attachments():
+            payload = wecom_attachment(item, _path(library))
+            if payload["msgtype"] == "link":
+                # Links go through /r/<token>: the click is recorded, then redirected.
+                token = links.new_token()
+                link_rows.append(
+                    {
+                        "token": token,
+                        "enrollment_id": run.id,
+                        "external_userid": run.external_userid,
+                        "step_id": step.id,
+                        "url": payload["link"]["url"],
+                        "created_at": now,
+                        "clicks": 0,
+                    }
+                )
+                payload["link"]["url"] = links.click_url(self._settings.service.public_url, token)
+            attachments.append(payload)
+        return text, attachments
+
+
+def _path(directory: str) -> Any:
+    from pathlib import Path
+
+    return Path(directory)
+
+
+def counted(customer: CustomerView, route: str) -> CustomerView:
+    """The customer after one more send by `route` (caps hold across runs in one batch)."""
+    h = customer.history
+    mass = 1 if route == "mass_task" else 0
+    guide = 1 if route in ("mass_task", "guide_notify") else 0
+    history = replace(
+        h,
+        sent_today=h.sent_today + 1,
+        sent_this_week=h.sent_this_week + 1,
+        mass_today=h.mass_today + mass,
+        mass_this_week=h.mass_this_week + mass,
+        mass_this_month=h.mass_this_month + mass,
+        guide_tasks_today=h.guide_tasks_today + guide,
+        kf_sent_since=h.kf_sent_since + (1 if route == "kf" else 0),
+    )
+    return replace(customer, history=history)
+
+
+def _timeline(run: RunView, outcome: RunOutcome, now: float) -> list[act.Action]:
+    """Timeline entries a guide reading the profile would want: sends, exits."""
+    out = []
+    for entry in outcome.log:
+        if entry.outcome == "sent":
+            route = ROUTE_NAMES.get(entry.route, entry.route)
+            summary = f"SOP「{run.playbook_id}」{entry.step_id} 已发出（{route}）"
+        elif entry.outcome in ("exited", "skipped", "deferred"):
+            summary = (
+                f"SOP「{run.playbook_id}」{entry.step_id} {OUTCOME_NAMES[entry.outcome]}：{entry.detail}"
+            )
+        else:
+            continue
+        key = f"sop:{run.id}:{entry.step_id}:{entry.outcome}:{now}"
+        data = {
+            "playbook": run.playbook_id,
+            "step": entry.step_id,
+            "reason": entry.reason,
+            "route": entry.route,
+        }
+        out.append(
+            act.RecordTimeline(run.external_userid, f"sop_{entry.outcome}", summary[:512], now, key, data)
+        )
+    return out
+
+
+ROUTE_NAMES = {"kf": "微信客服", "mass_task": "导购群发任务", "guide_notify": "提醒导购发送"}
+OUTCOME_NAMES = {"exited": "结束", "skipped": "跳过", "deferred": "顺延"}
+
+
+def policy_zone(settings: Settings) -> dt.tzinfo:
+    """The manners' timezone (days, weeks and quiet hours are local)."""
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(settings.sop.policy.timezone)
+
+
+async def load_customers(
+    session: AsyncSession, customers: Sequence[str], now: float, settings: Settings
+) -> dict[str, CustomerView]:
+    """Facts, guide, kf session and send history of `customers`, in a few queries."""
+    ids = sorted(set(customers))
+    tz = policy_zone(settings)
+    local_now = dt.datetime.fromtimestamp(now, tz)
+    windows = policy.windows(local_now, settings.sop.policy)
+    rows = {
+        c.external_userid: c
+        for c in (await session.scalars(select(Customer).where(Customer.external_userid.in_(ids))))
+    }
+    tags: dict[str, list[str]] = {}
+    for customer, tag in await session.execute(
+        select(CustomerTag.external_userid, CustomerTag.tag_name).where(
+            CustomerTag.external_userid.in_(ids), CustomerTag.removed_at.is_(None)
+        )
+    ):
+        tags.setdefault(customer, []).append(tag)
+    attributes: dict[str, dict[str, Any]] = {}
+    for customer, key, value in await session.execute(
+        select(CustomerAttribute.external_userid, CustomerAttribute.key, CustomerAttribute.value).where(
+            CustomerAttribute.external_userid.in_(ids)
+        )
+    ):
+        values = attributes.setdefault(customer, {})
+        values[key] = value
+        values.update(derive(key, value, local_now.date()))
+    guides: dict[str, tuple[str, float]] = {}
+    for customer, userid, added_at in await session.execute(
+        select(Follow.external_userid, Follow.userid, Follow.added_at).where(
+            Follow.external_userid.in_(ids), Follow.ended_at.is_(None), Follow.status == "active"
+        )
+    ):
+        # The guide she added most recently is the one who knows her now.
+        if customer not in guides or added_at > guides[customer][1]:
+            guides[customer] = (userid, added_at)
+    kf: dict[str, KfSession] = {}
+    for row in await session.scalars(select(KfSession).where(KfSession.external_userid.in_(ids))):
+        if row.external_userid not in kf or row.last_customer_at > kf[row.external_userid].last_customer_at:
+            kf[row.external_userid] = row
+    sent: dict[str, list[tuple[str, float]]] = {}
+    month_start = windows.month[0].timestamp()
+    week_start = windows.week[0].timestamp()
+    for customer, route, at in await session.execute(
+        select(SopLog.external_userid, SopLog.route, SopLog.at).where(
+            SopLog.external_userid.in_(ids),
+            SopLog.outcome == "sent",
+            SopLog.at >= min(month_start, week_start),
+        )
+    ):
+        sent.setdefault(customer, []).append((route, at))
+    guide_ids = sorted({g for g, _ in guides.values()})
+    tasks: dict[str, int] = {}
+    day_start = windows.day[0].timestamp()
+    for userid, route in await session.execute(
+        select(SopLog.userid, SopLog.route).where(
+            SopLog.userid.in_(guide_ids), SopLog.outcome == "sent", SopLog.at >= day_start
+        )
+    ):
+        if route in ("mass_task", "guide_notify"):
+            tasks[userid] = tasks.get(userid, 0) + 1
+    channels = await _channels(session, {r.first_state for r in rows.values() if r.first_state})
+    out: dict[str, CustomerView] = {}
+    for customer in ids:
+        row = rows.get(customer)
+        guide = guides.get(customer, ("", 0.0))[0]
+        session_row = kf.get(customer)
+        sends = sent.get(customer, [])
+        history = policy.SendHistory(
+            sent_today=sum(1 for _, at in sends if at >= day_start),
+            sent_this_week=sum(1 for _, at in sends if at >= week_start),
+            mass_today=sum(1 for r, at in sends if r == "mass_task" and at >= day_start),
+            mass_this_week=sum(1 for r, at in sends if r == "mass_task" and at >= week_start),
+            mass_this_month=sum(1 for r, at in sends if r == "mass_task" and at >= month_start),
+            guide_tasks_today=tasks.get(guide, 0),
+            unsubscribed=bool(row is not None and row.unsubscribed_at is not None),
+            kf_last_customer_message_at=(
+                dt.datetime.fromtimestamp(session_row.last_customer_at, tz)
+                if session_row is not None and session_row.last_customer_at
+                else None
+            ),
+            kf_sent_since=session_row.sent_since_customer if session_row is not None else 0,
+        )
+        out[customer] = CustomerView(
+            customer,
+            facts(row, tags.get(customer, []), attributes.get(customer, {}), guide, channels, now),
+            guide=guide,
+            open_kfid=session_row.open_kfid if session_row is not None else "",
+            history=history,
+        )
+    return out
+
+
+async def _channels(session: AsyncSession, states: set[str]) -> dict[str, str]:
+    if not states:
+        return {}
+    rows = await session.execute(
+        select(ChannelCode.state, ChannelCode.key).where(ChannelCode.state.in_(sorted(states)))
+    )
+    return dict(rows.all())
+
+
+def facts(
+    row: Customer | None,
+    tags: list[str],
+    attributes: dict[str, Any],
+    guide: str,
+    channels: dict[str, str],
+    now: float,
+) -> dict[str, Any]:
+    """The names playbook conditions read (bot/playbooks.py FACT_NAMES)."""
+
+    def days(since: float | None) -> float | None:
+        return None if since is None else round((now - since) / 86400, 2)
+
+    return {
+        "tags": sorted(tags),
+        "stage": row.stage if row is not None else "",
+        "channel": channels.get(row.first_state, row.first_state) if row is not None else "",
+        "guide": guide,
+        "lead_score": row.lead_score if row is not None else 0,
+        "days_since_added": days(row.first_seen_at) if row is not None else None,
+        "days_in_stage": days(row.stage_since) if row is not None else None,
+        "days_since_message": days(row.last_message_at) if row is not None else None,
+        "unsubscribed": bool(row is not None and row.unsubscribed_at is not None),
+        "attributes": attributes,
+        "customer_name": row.name if row is not None else "",
+    }

@@ -1,0 +1,63 @@
+"""Lifecycle and SOP end to end: enrolled on add, steps on the clock, a reply branches, opt-out stops."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+
+from bot.clock import SHANGHAI
+from bot.store.models import Customer, Enrollment, SopLog
+
+TEMPLATE = "/cgi-bin/externalcontact/add_msg_template"
+
+
+async def rows(stack, model, *where):
+    async with stack.runtime.sessions() as session:
+        return list(await session.scalars(select(model).where(*where).order_by(*model.__table__.primary_key)))
+
+
+async def test_new_contact_is_enrolled_and_steps_follow_the_clock_and_her_reply(stack_factory) -> None:
+    stack = await stack_factory(**{"archive.enabled": True})
+    stack.clock.set(dt.datetime(2026, 11, 23, 9, 0, tzinfo=SHANGHAI))  # Monday 09:00
+    added = await stack.emu.simulate_add_contact(userid="xiaolin", state="store_12", name="李女士")
+    customer = added["external_userid"]
+    await stack.drain()
+    [who] = await rows(stack, Customer, Customer.external_userid == customer)
+    assert who.stage == "加微"
+    [run] = await rows(stack, Enrollment, Enrollment.external_userid == customer)
+    assert (run.playbook_id, run.step_id, run.state) == ("new_contact", "d0_trial_pack", "due")
+
+    stack.clock.advance(hours=1)  # the trial pack, one hour after the add: a task for her guide
+    await stack.drain()
+    [task] = stack.calls(TEMPLATE)
+    assert task["body"]["sender"] == "xiaolin" and task["body"]["external_userid"] == [customer]
+
+    stack.clock.set(dt.datetime(2026, 11, 24, 10, 0, tzinfo=SHANGHAI))  # day 1, 10:00: ask the baby's age
+    await stack.drain()
+    assert len(stack.calls(TEMPLATE)) == 2
+    [run] = await rows(stack, Enrollment, Enrollment.external_userid == customer)
+    assert (run.step_id, run.state) == ("d1_ask_age", "waiting")
+
+    stack.clock.advance(hours=2)
+    await stack.emu.simulate_archive_message(customer, "宝宝8个月了")
+    await stack.drain()
+    [run] = await rows(stack, Enrollment, Enrollment.external_userid == customer)
+    assert (run.step_id, run.state) == ("d3_member", "due")  # she replied: the member invite branch
+    assert dt.datetime.fromtimestamp(run.due_at, SHANGHAI) == dt.datetime(
+        2026, 11, 26, 20, 30, tzinfo=SHANGHAI
+    )
+
+    stack.clock.advance(hours=1)
+    await stack.emu.simulate_archive_message(customer, "别发了")
+    await stack.drain()
+    [who] = await rows(stack, Customer, Customer.external_userid == customer)
+    assert who.unsubscribed_at is not None
+    stack.clock.set(dt.datetime(2026, 11, 26, 20, 30, tzinfo=SHANGHAI))
+    await stack.drain()
+    [run] = await rows(stack, Enrollment, Enrollment.external_userid == customer)
+    assert run.state == "exited"
+    assert len(stack.calls(TEMPLATE)) == 2  # nothing more after "别发了"
+    outcomes = [(r.step_id, r.outcome) for r in await rows(stack, SopLog, SopLog.external_userid == customer)]
+    assert outcomes[:3] == [("d0_trial_pack", "sent"), ("d1_ask_age", "sent"), ("d1_ask_age", "branched")]
+    assert outcomes[-1][1] == "exited"
