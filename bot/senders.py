@@ -21,12 +21,12 @@ from typing import Any
 from sqlalchemy import select
 
 from bot import actions as act
-from bot import errors
-from bot.config import WelcomeSettings
+from bot import errors, mass_tasks
+from bot.config import SopSettings, WelcomeSettings
 from bot.content import render
-from bot.events import Event
+from bot.events import Event, digest
 from bot.inbox import Stored
-from bot.store.models import ArchiveCursor, CorpTag, Customer, KfCursor
+from bot.store.models import ArchiveCursor, CorpTag, Customer, GroupMember, KfCursor, MassTask
 from bot.store.sql import insert_ignore
 from bot.wecom import callback
 
@@ -36,6 +36,12 @@ _LOGGER = logging.getLogger(__name__)
 NO_RELATION = frozenset({40096, 84061})
 # kf/sync_msg Token expired (valid 10 min): pull again without it.
 KF_TOKEN_INVALID = 95007
+# add_msg_template: nobody in the task can be sent to (not the guide's customer any more).
+NOBODY_SENDABLE = 41048
+# remind_groupmsg_send: 3 reminders of a task in 24 h already / the task was cancelled.
+REMIND_LIMIT, TASK_CANCELLED = 41094, 41093
+# groupchat/get of a chat that is gone (dismissed, or never ours): p/90313 "invalid chatid".
+CHAT_GONE = 40050
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,8 @@ class SendContext:
     archive: Any = None
     """The chat archive (`bot.archive.Archive`); None when not configured."""
     archive_batch: int = 1000
+    sop: SopSettings = field(default_factory=SopSettings)
+    """When to check mass-send tasks and how often to remind the guide."""
 
 
 Sender = Callable[[SendContext, Any], Awaitable[Sent]]
@@ -472,3 +480,218 @@ async def sync_channels(ctx: SendContext, action: act.SyncChannels) -> Sent:
 
     result, follow_up = await run_sync_action(ctx, action)
     return Sent(result, follow_up)
+
+
+# --- mass-send tasks (企业群发, wecom-api.md §7) ------------------------------------------------------
+
+
+@sender(act.CreateMassTask.kind)
+async def create_mass_task(ctx: SendContext, action: act.CreateMassTask) -> Sent:
+    """add_msg_template for one customer, sent by her guide once confirmed; then a check is scheduled.
+
+    https://developer.work.weixin.qq.com/document/path/92135 — 41048 (nobody sendable) is an
+    outcome, not a failure: the task is recorded as not_sendable.
+    """
+    attachments = [await _wecom_attachment(ctx, item) for item in action.attachments]
+    sendable = [item for item in attachments if item is not None]
+    text = action.text
+    if "{customer_name" in text:
+        text = render(text, {"customer_name": await _customer_name(ctx, action.external_userid)})
+    now = ctx.clock.timestamp()
+    try:
+        answer = await ctx.client.add_msg_template(
+            chat_type="single",
+            external_userid=[action.external_userid],
+            sender=action.sender,
+            text=text or None,
+            attachments=sendable,
+        )
+    except errors.Permanent as exc:
+        if exc.errcode != NOBODY_SENDABLE:
+            raise
+        answer = {"msgid": "", "fail_list": [action.external_userid]}
+    msgid = str(answer.get("msgid") or "")
+    failed = action.external_userid in (answer.get("fail_list") or ()) or not msgid
+    status = "not_sendable" if failed else "created"
+    record = act.RecordMassTask(
+        idem_key=action.idem_key,
+        external_userid=action.external_userid,
+        userid=action.sender,
+        at=now,
+        msgid=msgid,
+        enrollment_id=action.enrollment_id,
+        step_id=action.step_id,
+        status=status,
+        reminders=0,
+    )
+    summary = (
+        f"客户不是导购 {action.sender} 可群发的客户，群发任务未创建"
+        if failed
+        else f"已创建群发任务，等待导购 {action.sender} 确认发送"
+    )
+    follow_up: list[act.Action] = [
+        record,
+        _mass_entry(action.external_userid, summary, now, action.idem_key, msgid, status, action.step_id),
+    ]
+    if not failed:
+        due = now + ctx.sop.check_after_hours * 3600
+        follow_up.append(mass_tasks.check_timer(action, msgid, 1, due))
+    return Sent(
+        {
+            "msgid": msgid,
+            "status": status,
+            "attachments": len(sendable),
+            "skipped": len(attachments) - len(sendable),
+        },
+        follow_up,
+    )
+
+
+@sender(act.CheckMassTask.kind)
+async def check_mass_task(ctx: SendContext, action: act.CheckMassTask) -> Sent:
+    """get_groupmsg_send_result for the customer; remind the guide while unsent, else record the outcome.
+
+    https://developer.work.weixin.qq.com/document/path/93338 (status 0 unsent, 1 sent, 2 not a
+    friend, 3 over the per-customer cap), https://developer.work.weixin.qq.com/document/path/97610.
+    """
+    items = await ctx.client.all_groupmsg_send_results(action.msgid, action.sender)
+    mine = next((i for i in items if i.get("external_userid") == action.external_userid), None)
+    status = None if mine is None else int(mine.get("status") or 0)
+    decision = mass_tasks.decide_check(status, action.check, ctx.sop.max_reminders)
+    now = ctx.clock.timestamp()
+    task_key = f"mass:{action.task_key}"
+    base = {
+        "idem_key": task_key,
+        "external_userid": action.external_userid,
+        "userid": action.sender,
+        "at": now,
+    }
+    follow_up: list[act.Action] = []
+    result: dict[str, Any] = {"send_status": status, "decision": decision}
+    if decision == "remind":
+        reminded = True
+        try:
+            await ctx.client.remind_groupmsg_send(action.msgid)
+        except errors.Permanent as exc:
+            if exc.errcode == TASK_CANCELLED:
+                decision = "unsent"
+            elif exc.errcode != REMIND_LIMIT:
+                raise
+            reminded = False
+            result["remind_errcode"] = exc.errcode
+    if decision == "remind":
+        earlier = await _mass_task_reminders(ctx, task_key)
+        count = earlier + (1 if reminded else 0)
+        follow_up.append(act.RecordMassTask(**base, status="reminded", reminders=count))
+        summary = (
+            f"导购 {action.sender} 尚未发送群发任务，已提醒（第 {count} 次）"
+            if reminded
+            else f"导购 {action.sender} 尚未发送群发任务（今日提醒次数已用完）"
+        )
+        due = now + ctx.sop.check_after_hours * 3600
+        follow_up.append(mass_tasks.check_timer(action, action.msgid, action.check + 1, due))
+        record_status = "reminded"
+    else:
+        sent_at = float(mine.get("send_time") or now) if decision == "sent" and mine else None
+        follow_up.append(act.RecordMassTask(**base, status=decision, sent_at=sent_at))
+        summary = _MASS_OUTCOMES[decision].format(sender=action.sender)
+        record_status = decision
+    follow_up.append(
+        _mass_entry(action.external_userid, summary, now, action.idem_key, action.msgid, record_status)
+    )
+    return Sent(result, follow_up)
+
+
+# What a check found, as the timeline shows it.
+_MASS_OUTCOMES = {
+    "sent": "导购 {sender} 已发送群发任务",
+    "not_friend": "客户已不是导购 {sender} 的好友，群发任务未送达",
+    "over_cap": "群发任务超出客户接收上限，未送达",
+    "unsent": "导购 {sender} 未发送群发任务，已记为未发送",
+    "not_sendable": "客户不在导购 {sender} 的群发任务中，未送达",
+}
+
+
+def _mass_entry(
+    customer: str, summary: str, at: float, source: str, msgid: str, status: str, step_id: str = ""
+) -> act.RecordTimeline:
+    data = {"msgid": msgid, "status": status}
+    if step_id:
+        data["step_id"] = step_id
+    return act.RecordTimeline(customer, "mass_task", summary, at, f"sent:{source}", data)
+
+
+async def _mass_task_reminders(ctx: SendContext, idem_key: str) -> int:
+    async with ctx.sessions() as session:
+        count = await session.scalar(select(MassTask.reminders).where(MassTask.idem_key == idem_key[:255]))
+    return int(count or 0)
+
+
+# --- customer groups (wecom-api.md §6) ------------------------------------------------------------
+
+STAGE_CHECK = "stage_check"
+"""Timer kind the lifecycle registers: re-evaluate a customer's stage (payload external_userid, trigger)."""
+GROUP_DISMISSED = "dismissed:"
+"""RefreshGroup.reason_key prefix of a dismissed group: nobody is in it, WeCom is not asked."""
+
+
+@sender(act.RefreshGroup.kind)
+async def refresh_group(ctx: SendContext, action: act.RefreshGroup) -> Sent:
+    """groupchat/get: the group's customers now; each one who joined or left gets a stage check.
+
+    Member callbacks may lack ids (older clients) and groupchat/get may lag them briefly
+    (p/96338), so membership always comes from a fresh groupchat/get diffed with group_members.
+    """
+    gone: dict[str, Any] = {"group_chat": {"member_list": []}}
+    if action.reason_key.startswith(GROUP_DISMISSED):
+        answer = gone
+    else:
+        try:
+            answer = await ctx.client.get_group_chat(action.chat_id)
+        except errors.Permanent as exc:
+            if exc.errcode != CHAT_GONE:
+                raise
+            answer = gone  # dismissed meanwhile: nobody is in it any more
+    group = answer.get("group_chat") or {}
+    members = tuple(
+        sorted(
+            {
+                str(m["userid"])
+                for m in group.get("member_list") or ()
+                if int(m.get("type") or 0) == EXTERNAL_MEMBER and m.get("userid")
+            }
+        )
+    )
+    async with ctx.sessions() as session:
+        rows = await session.scalars(
+            select(GroupMember.external_userid).where(
+                GroupMember.chat_id == action.chat_id, GroupMember.left_at.is_(None)
+            )
+        )
+        before = set(rows.all())
+    now = ctx.clock.timestamp()
+    joined, left = sorted(set(members) - before), sorted(before - set(members))
+    follow_up: list[act.Action] = [act.SetGroupMembers(action.chat_id, members, now)]
+    follow_up += group_change_checks(action.chat_id, joined, left, now, action.idem_key)
+    return Sent({"members": len(members), "joined": joined, "left": left}, follow_up)
+
+
+EXTERNAL_MEMBER = 2
+"""groupchat/get member_list[].type: 1 a member of the corp, 2 an external contact."""
+
+
+def group_change_checks(
+    chat_id: str, joined: list[str], left: list[str], at: float, reason: str
+) -> list[act.Action]:
+    """A stage_check timer, due now, for every customer who joined or left the group."""
+    unique = digest(chat_id, reason)
+    return [
+        act.Schedule(
+            key=f"stage:{customer}:{trigger}:{unique}",
+            kind=STAGE_CHECK,
+            due_at=at,
+            payload={"external_userid": customer, "trigger": trigger, "chat_id": chat_id},
+        )
+        for trigger, customers in (("group_joined", joined), ("group_left", left))
+        for customer in customers
+    ]
