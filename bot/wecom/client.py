@@ -268,6 +268,13 @@ class WeComClient:
         body = {"config_id": config_id}
         return await self._call("contact", "POST", "externalcontact/del_contact_way", json=body)
 
+    # -- customer groups -------------------------------------------------------------------------
+
+    async def get_group_chat(self, chat_id: str, *, need_name: bool = False) -> Json:
+        """A customer group and its members (type 1 member, 2 external): https://developer.work.weixin.qq.com/document/path/92122"""
+        body = {"chat_id": chat_id, "need_name": 1 if need_name else 0}
+        return await self._call("contact", "POST", "externalcontact/groupchat/get", json=body)
+
     # -- messages ----------------------------------------------------------------------------------
 
     async def send_welcome_msg(

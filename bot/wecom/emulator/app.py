@@ -12,6 +12,7 @@ from bot.config import Settings
 from bot.wecom.emulator import (
     api_contact,
     api_contact_way,
+    api_groupchat,
     api_groupmsg,
     api_kf,
     api_media,
@@ -34,6 +35,7 @@ API_ROUTES: tuple[ApiSpec, ...] = (
     *api_tags.ROUTES,
     *api_contact_way.ROUTES,
     *api_welcome.ROUTES,
+    *api_groupchat.ROUTES,
     *api_groupmsg.ROUTES,
     *api_message.ROUTES,
     *api_kf.ROUTES,

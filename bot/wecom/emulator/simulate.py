@@ -30,6 +30,8 @@ ACTIONS = (
     "kf_enter_session",
     "kf_servicer_message",
     "group_event",
+    "group_join",
+    "group_leave",
     "tag_event",
     "app_message",
     "robot_message",
@@ -274,12 +276,21 @@ class SimulateMixin:
         members: list[str] | None = None,
         join_scene: int = 0,
         quit_scene: int = 0,
+        name: str = "",
     ) -> dict[str, Any]:
-        """change_external_chat: create, update (add_member/del_member/…), dismiss."""
+        """change_external_chat: create, update (add_member/del_member/…), dismiss; groupchat/get shows it."""
         groups = self.world.groups
         if change_type == "create":
             chat_id = chat_id or self.ids.chat_id()
-            groups[chat_id] = {"owner": owner, "members": [owner], "member_version": self.ids.hex(32)}
+            now = self._now()
+            groups[chat_id] = {
+                "owner": owner,
+                "name": name,
+                "create_time": now,
+                "members": [owner],
+                "joined": {owner: {"join_time": now, "join_scene": 0}},
+                "member_version": self.ids.hex(32),
+            }
             fields: list[payloads.Field] = [("ChatId", chat_id)]
         elif change_type in ("update", "dismiss"):
             if not chat_id or chat_id not in groups:
@@ -297,6 +308,38 @@ class SimulateMixin:
         delivery = await self.deliver("contact", xml, event=f"change_external_chat/{change_type}")
         return {"chat_id": chat_id, "delivery": delivery}
 
+    async def simulate_group_join(
+        self, chat_id: str, external_userid: str, join_scene: int = 3, name: str | None = None
+    ) -> dict[str, Any]:
+        """A customer joins a group (3 scans its QR code, 0 is invited): update/add_member."""
+        if join_scene not in (0, 3):
+            raise ValueError("join_scene must be 0 (invited) or 3 (scanned the group QR code)")
+        self._new_customer(external_userid, name)
+        return await self.simulate_group_event(
+            "update",
+            chat_id=chat_id,
+            update_detail="add_member",
+            members=[external_userid],
+            join_scene=join_scene,
+        )
+
+    async def simulate_group_leave(
+        self, chat_id: str, external_userid: str, quit_scene: int = 0
+    ) -> dict[str, Any]:
+        """A customer leaves a group (0 by herself, 1 removed by the owner): update/del_member."""
+        if quit_scene not in (0, 1):
+            raise ValueError("quit_scene must be 0 (left) or 1 (removed)")
+        group = self.world.groups.get(chat_id)
+        if group is None or external_userid not in group["members"]:
+            raise ValueError(f"{external_userid!r} is not in chat {chat_id!r}")
+        return await self.simulate_group_event(
+            "update",
+            chat_id=chat_id,
+            update_detail="del_member",
+            members=[external_userid],
+            quit_scene=quit_scene,
+        )
+
     def _group_update(
         self, group: dict[str, Any], detail: str | None, members: list[str], join_scene: int, quit_scene: int
     ) -> list[payloads.Field]:
@@ -308,11 +351,17 @@ class SimulateMixin:
         if detail not in ("add_member", "del_member"):
             return fields
         last = group["member_version"]
+        joined = group.setdefault("joined", {})
         if detail == "add_member":
-            group["members"] += [m for m in members if m not in group["members"]]
+            for member in members:
+                if member not in group["members"]:
+                    group["members"].append(member)
+                    joined[member] = {"join_time": self._now(), "join_scene": join_scene}
             fields.append(("JoinScene", join_scene))
         else:
             group["members"] = [m for m in group["members"] if m not in members]
+            for member in members:
+                joined.pop(member, None)
             fields.append(("QuitScene", quit_scene))
         group["member_version"] = self.ids.hex(32)
         return [
