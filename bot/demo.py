@@ -25,7 +25,7 @@ from bot.appkeys import RUNTIME
 from bot.clock import SHANGHAI, FrozenClock
 from bot.config import Settings
 from bot.runtime import Runtime
-from bot.store.models import Customer, Follow, InboxRow, OutboxRow, TimelineEntry
+from bot.store.models import Customer, Enrollment, Follow, InboxRow, OutboxRow, SopLog, TimelineEntry
 from bot.wecom.emulator import EMULATOR_STATE, EmulatorState, create_emulator
 
 STORY_START = dt.datetime(2026, 11, 23, 10, 0, tzinfo=SHANGHAI)
@@ -100,7 +100,8 @@ async def run_demo(base: Settings, *, keep: bool = False, out: Callable[[str], N
         await chapter_kf_handoff(demo, customer)
         await chapter_wecom_retry(demo)
         await print_timeline(demo, customer)
-        await chapter_weekend_evening(demo)
+        weekend_customer = await chapter_weekend_evening(demo)
+        await chapter_sop(demo, weekend_customer)
         await print_calls(demo)
     finally:
         for runner in reversed(runners):
@@ -268,7 +269,7 @@ async def chapter_wecom_retry(demo: Demo) -> None:
 SATURDAY_EVENING = dt.datetime(2026, 11, 28, 21, 0, tzinfo=SHANGHAI)
 
 
-async def chapter_weekend_evening(demo: Demo) -> None:
+async def chapter_weekend_evening(demo: Demo) -> str:
     """Saturday 21:00: a new customer scans the store code, gets the weekend-evening welcome, is tagged."""
     demo.clock.set(SATURDAY_EVENING)
     demo.out("\n6. Saturday 21:00 — 陈女士 scans the 静安店 code (guide 张美)")
@@ -302,6 +303,91 @@ async def chapter_weekend_evening(demo: Demo) -> None:
     )
     if found:
         demo.out("\n" + "\n".join("   " + line for line in profile.render(found).splitlines()))
+    return customer
+
+
+async def _runs(demo: Demo, customer: str) -> list[Enrollment]:
+    async with demo.runtime.sessions() as session:
+        query = select(Enrollment).where(Enrollment.external_userid == customer).order_by(Enrollment.id)
+        return list(await session.scalars(query))
+
+
+async def _log(demo: Demo, customer: str, since: int = 0) -> list[SopLog]:
+    async with demo.runtime.sessions() as session:
+        query = (
+            select(SopLog).where(SopLog.external_userid == customer, SopLog.id > since).order_by(SopLog.id)
+        )
+        return list(await session.scalars(query))
+
+
+async def _sop_until(demo: Demo, customer: str, when: dt.datetime, since: int) -> list[SopLog]:
+    """Advance the clock to `when`, let the service work, print and return the SOP log lines since `since`."""
+    demo.clock.set(when)
+    await demo.settle()
+    lines = await _log(demo, customer, since)
+    for line in lines:
+        at = dt.datetime.fromtimestamp(line.at, SHANGHAI).strftime("%a %H:%M")
+        route = f" via {line.route}" if line.route else ""
+        why = f" ({line.reason}: {line.detail})" if line.reason and line.detail else ""
+        demo.out(f"   {at}  {line.step_id}: {line.outcome}{route}{why}")
+    return lines
+
+
+async def chapter_sop(demo: Demo, customer: str) -> None:
+    """Her first week on the new-contact playbook: quiet hours, a cap, her reply, then 别发了."""
+    demo.out("\n7. The new-contact playbook (sop/new_contact.yaml) for 陈女士, on the simulated clock")
+    runs = await _runs(demo, customer)
+    demo.check(
+        [r.playbook_id for r in runs] == ["new_contact"],
+        "she entered stage 加微 and was enrolled in new_contact",
+    )
+    seen = 0
+    lines = await _sop_until(demo, customer, dt.datetime(2026, 11, 28, 22, 0, tzinfo=SHANGHAI), seen)
+    demo.check(
+        any(x.outcome == "deferred" and x.reason == "quiet_hours" for x in lines),
+        "the trial pack, due 22:00, falls in quiet hours and moves to 08:30",
+    )
+    seen = lines[-1].id if lines else seen
+    lines = await _sop_until(demo, customer, dt.datetime(2026, 11, 29, 8, 30, tzinfo=SHANGHAI), seen)
+    demo.check(
+        any(x.outcome == "sent" and x.step_id == "d0_trial_pack" for x in lines),
+        "sent Sunday 08:30 through 微信客服 (she wrote there within 48 h)",
+    )
+    seen = lines[-1].id if lines else seen
+    lines = await _sop_until(demo, customer, dt.datetime(2026, 11, 29, 10, 0, tzinfo=SHANGHAI), seen)
+    demo.check(
+        any(x.reason == "daily_cap" for x in lines), "day 1's question waits: one push a day is her cap"
+    )
+    seen = lines[-1].id if lines else seen
+    lines = await _sop_until(demo, customer, dt.datetime(2026, 11, 30, 8, 30, tzinfo=SHANGHAI), seen)
+    demo.check(
+        any(x.outcome == "sent" and x.step_id == "d1_ask_age" for x in lines), "day 1 sent Monday 08:30"
+    )
+    seen = lines[-1].id if lines else seen
+    demo.clock.set(dt.datetime(2026, 11, 30, 9, 10, tzinfo=SHANGHAI))
+    demo.out("   Mon 09:10  she replies in 微信客服: 「8个月了」")
+    await demo.emu.simulate_kf_message("8个月了", external_userid=customer)
+    await demo.settle()
+    lines = await _sop_until(demo, customer, dt.datetime(2026, 12, 1, 20, 30, tzinfo=SHANGHAI), seen)
+    demo.check(
+        any(x.outcome == "branched" and x.reason == "reply" for x in lines)
+        and any(x.outcome == "sent" and x.step_id == "d3_member" for x in lines),
+        "her reply took the on_reply branch: the member invite on day 3",
+    )
+    seen = lines[-1].id if lines else seen
+    demo.clock.set(dt.datetime(2026, 12, 2, 12, 0, tzinfo=SHANGHAI))
+    demo.out("   Wed 12:00  she writes: 「别发了」")
+    before = len(_kf_sends(demo))
+    await demo.emu.simulate_kf_message("别发了", external_userid=customer)
+    await demo.settle()
+    confirmations = [c for c in _kf_sends(demo)[before:] if "退订" in str(c)]
+    demo.check(bool(confirmations), "one confirmation, telling her how to undo it")
+    lines = await _sop_until(demo, customer, dt.datetime(2026, 12, 5, 10, 0, tzinfo=SHANGHAI), seen)
+    runs = await _runs(demo, customer)
+    demo.check(
+        runs[-1].state == "exited" and not any(x.outcome == "sent" for x in lines),
+        "the pushes stop: the run exits (unsubscribed) and day 7 is never sent",
+    )
 
 
 def _hhmmss(ts: float) -> str:
