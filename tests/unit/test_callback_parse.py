@@ -76,6 +76,8 @@ EXPECTED = {
     "kf_item__servicer_status_change": (events.KfServicerStatusChanged, "kf/event/servicer_status_change"),
     "kf_item__session_status_change": (events.KfSessionStatusChanged, "kf/event/session_status_change"),
     "kf_item__user_recall_msg": (events.KfOtherEvent, "kf/event/user_recall_msg"),
+    "shop__order_paid": (events.OrderPaid, "shop/order_paid"),
+    "link__clicked": (events.LinkClicked, "link/clicked"),
 }
 
 
@@ -83,7 +85,14 @@ def load(stem: str) -> events.Event:
     """Parse a fixture the way the inbox does."""
     path = next(FIXTURES.glob(f"{stem}.*"))
     source = stem.split("__", 1)[0]
-    app = {"robot": "robot", "kf_item": callback.KF_ITEM, "kf": "kf"}.get(source, "contact")
+    apps = {
+        "robot": "robot",
+        "kf_item": callback.KF_ITEM,
+        "kf": "kf",
+        "shop": callback.SHOP,
+        "link": callback.LINK,
+    }
+    app = apps.get(source, "contact")
     return callback.parse(app, path.read_text(encoding="utf-8"))
 
 
@@ -127,6 +136,28 @@ def test_kf_event_item_takes_customer_from_event_body() -> None:
     assert event.external_userid == "wmDEMO000000000000000000000000001"
     assert event.welcome_code == "aaaaaa"
     assert event.dedup_key == "kf:msg:wkDEMOxiaohe0000000000000000001:from_msgid_4622416642169452485"
+
+
+def test_order_paid_fields_and_dedup_by_order_id() -> None:
+    event = load("shop__order_paid")
+    assert isinstance(event, events.OrderPaid)
+    assert (event.order_id, event.amount_cents, event.paid_at) == ("SO20261122001", 25900, 1795314600.0)
+    assert (event.dedup_key, event.partition) == (
+        "order:SO20261122001",
+        "cust:wmDEMO000000000000000000000000001",
+    )
+    assert event.items[0]["qty"] == 2
+
+
+def test_clicks_dedup_per_token_and_minute() -> None:
+    event = load("link__clicked")
+    assert isinstance(event, events.LinkClicked)
+    assert (event.enrollment_id, event.step_id, event.clicked_at) == (7, "day3_recall", 1795314630.5)
+    assert event.partition == "cust:wmDEMO000000000000000000000000001"
+    same_minute = callback.click_plaintext(event.token, 7, event.external_userid, "day3_recall", 1795314659.0)
+    next_minute = callback.click_plaintext(event.token, 7, event.external_userid, "day3_recall", 1795314660.0)
+    assert callback.parse(callback.LINK, same_minute).dedup_key == event.dedup_key
+    assert callback.parse(callback.LINK, next_minute).dedup_key != event.dedup_key
 
 
 def test_same_second_contact_events_for_two_customers_do_not_collide() -> None:
