@@ -226,3 +226,9 @@ async def test_unknown_token_is_404_page(stack, token) -> None:
 async def test_stored_non_http_url_is_never_followed(stack) -> None:
     token = await add_link(stack, "javascript:alert(1)")
     assert (await open_link(stack, token))[0] == 404
+
+
+async def test_chinese_url_is_percent_encoded_in_location(stack) -> None:
+    token = await add_link(stack, "https://shop.example.com/活动?q=奶粉")
+    status, location, _ = await open_link(stack, token)
+    assert (status, location) == (302, "https://shop.example.com/%E6%B4%BB%E5%8A%A8?q=%E5%A5%B6%E7%B2%89")
