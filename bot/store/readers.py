@@ -144,70 +144,128 @@ _LOOKUPS: set[asyncio.Task[None]] = set()
 
 
 class LifecycleReader:
-    """Reads what the lifecycle rules need about a customer (bot/lifecycle.StageFacts), as stored now."""
+    """Reads what the lifecycle rules need about customers (bot/lifecycle.StageFacts), as stored now.
+
+    Like WelcomeHistories, concurrent `get` calls made in one turn of the event loop are answered
+    together (a handful of IN queries), because adds and messages arrive in bursts.
+    """
 
     MESSAGE_KINDS = ("kf_message", "chat_message", "robot_message")
 
     def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
+        self._waiting: list[tuple[tuple[str, float, tuple[str, ...]], asyncio.Future[StoredFacts]]] = []
 
     async def get(
         self, external_userid: str, window_start: float, purchase_tags: tuple[str, ...]
     ) -> StoredFacts:
         """Stage, follows, groups, messages since `window_start`, orders and purchase tags of a customer."""
+        future: asyncio.Future[StoredFacts] = asyncio.get_running_loop().create_future()
+        if not self._waiting:
+            asyncio.get_running_loop().call_soon(self._start_lookup)
+        self._waiting.append(((external_userid, window_start, tuple(purchase_tags)), future))
+        return await future
+
+    def _start_lookup(self) -> None:
+        batch, self._waiting = self._waiting, []
+        task = asyncio.create_task(self._lookup(batch), name="siyu-lifecycle-facts")
+        _LOOKUPS.add(task)
+        task.add_done_callback(_LOOKUPS.discard)
+
+    async def _lookup(
+        self, batch: list[tuple[tuple[str, float, tuple[str, ...]], asyncio.Future[StoredFacts]]]
+    ) -> None:
+        try:
+            found = await self._read(batch)
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for key, future in batch:
+            if not future.done():
+                future.set_result(found[key])
+
+    async def _read(
+        self, batch: list[tuple[tuple[str, float, tuple[str, ...]], asyncio.Future[StoredFacts]]]
+    ) -> dict[tuple[str, float, tuple[str, ...]], StoredFacts]:
+        ids = sorted({key[0] for key, _ in batch})
+        since = min(key[1] for key, _ in batch)
+        tags = sorted({t for key, _ in batch for t in key[2]})
         async with self._sessions() as session:
-            customer = (
-                await session.execute(
-                    select(Customer.stage, Customer.last_message_at, Customer.unsubscribed_at).where(
-                        Customer.external_userid == external_userid
-                    )
+            customers = {
+                c: (stage, last, unsub)
+                for c, stage, last, unsub in await session.execute(
+                    select(
+                        Customer.external_userid,
+                        Customer.stage,
+                        Customer.last_message_at,
+                        Customer.unsubscribed_at,
+                    ).where(Customer.external_userid.in_(ids))
                 )
-            ).first()
-            follow = (
-                await session.execute(
-                    select(func.count(), func.min(Follow.added_at)).where(
-                        Follow.external_userid == external_userid, Follow.ended_at.is_(None)
-                    )
+            }
+            follows: dict[str, list[float]] = {}
+            for c, added in await session.execute(
+                select(Follow.external_userid, Follow.added_at).where(
+                    Follow.external_userid.in_(ids), Follow.ended_at.is_(None)
                 )
-            ).one()
-            groups = (
-                await session.execute(
-                    select(func.count(), func.max(GroupMember.joined_at)).where(
-                        GroupMember.external_userid == external_userid, GroupMember.left_at.is_(None)
-                    )
+            ):
+                follows.setdefault(c, []).append(added)
+            groups: dict[str, list[float]] = {}
+            for c, joined in await session.execute(
+                select(GroupMember.external_userid, GroupMember.joined_at).where(
+                    GroupMember.external_userid.in_(ids), GroupMember.left_at.is_(None)
                 )
-            ).one()
-            messages = await session.scalar(
-                select(func.count())
-                .select_from(TimelineEntry)
-                .where(
-                    TimelineEntry.external_userid == external_userid,
+            ):
+                groups.setdefault(c, []).append(joined)
+            messages: dict[str, list[float]] = {}
+            for c, at in await session.execute(
+                select(TimelineEntry.external_userid, TimelineEntry.occurred_at).where(
+                    TimelineEntry.external_userid.in_(ids),
                     TimelineEntry.kind.in_(self.MESSAGE_KINDS),
-                    TimelineEntry.occurred_at >= window_start,
+                    TimelineEntry.occurred_at >= since,
                 )
+            ):
+                messages.setdefault(c, []).append(at)
+            orders = dict(
+                (
+                    await session.execute(
+                        select(Order.external_userid, func.max(Order.paid_at))
+                        .where(Order.external_userid.in_(ids))
+                        .group_by(Order.external_userid)
+                    )
+                ).all()
             )
-            purchase = await session.scalar(
-                select(func.max(Order.paid_at)).where(Order.external_userid == external_userid)
+            tagged: dict[tuple[str, str], float] = {}
+            if tags:
+                for c, tag, added in await session.execute(
+                    select(CustomerTag.external_userid, CustomerTag.tag_name, CustomerTag.added_at).where(
+                        CustomerTag.external_userid.in_(ids),
+                        CustomerTag.tag_name.in_(tags),
+                        CustomerTag.removed_at.is_(None),
+                    )
+                ):
+                    tagged[(c, tag)] = added
+        out = {}
+        for key, _ in batch:
+            customer, window_start, purchase_tags = key
+            stage, last, unsub = customers.get(customer, (None, None, None))
+            follow_times = follows.get(customer, [])
+            group_times = groups.get(customer, [])
+            tag_times = [tagged[(customer, t)] for t in purchase_tags if (customer, t) in tagged]
+            out[key] = StoredFacts(
+                stage=stage or None,
+                follows=len(follow_times),
+                added_at=min(follow_times) if follow_times else None,
+                in_groups=len(group_times),
+                joined_group_at=max(group_times) if group_times else None,
+                messages_in_window=sum(1 for at in messages.get(customer, []) if at >= window_start),
+                last_message_at=last,
+                last_purchase_at=orders.get(customer),
+                purchase_tagged_at=max(tag_times) if tag_times else None,
+                unsubscribed=unsub is not None,
             )
-            tagged = await session.scalar(
-                select(func.max(CustomerTag.added_at)).where(
-                    CustomerTag.external_userid == external_userid,
-                    CustomerTag.tag_name.in_(purchase_tags),
-                    CustomerTag.removed_at.is_(None),
-                )
-            )
-        return StoredFacts(
-            stage=(customer[0] or None) if customer else None,
-            follows=int(follow[0] or 0),
-            added_at=follow[1],
-            in_groups=int(groups[0] or 0),
-            joined_group_at=groups[1],
-            messages_in_window=int(messages or 0),
-            last_message_at=customer[1] if customer else None,
-            last_purchase_at=purchase,
-            purchase_tagged_at=tagged,
-            unsubscribed=bool(customer and customer[2] is not None),
-        )
+        return out
 
 
 @dataclass(frozen=True)
