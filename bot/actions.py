@@ -241,6 +241,8 @@ class Enroll(Action):
     stage: str
     at: float
     reason: str = ""
+    once: bool = False
+    """Only when the customer never ran the playbook before."""
 
 
 @dataclass(frozen=True)

@@ -321,9 +321,11 @@ async def _log(demo: Demo, customer: str, since: int = 0) -> list[SopLog]:
 
 
 async def _sop_until(demo: Demo, customer: str, when: dt.datetime, since: int) -> list[SopLog]:
-    """Advance the clock to `when`, let the service work, print and return the SOP log lines since `since`."""
-    demo.clock.set(when)
-    await demo.settle()
+    """Run the service up to `when` as if it never stopped; print and return the SOP log since `since`."""
+    # In half-hour steps: a service that jumped days at once would find its steps late and skip them.
+    while demo.clock.now() < when:
+        demo.clock.set(min(when, demo.clock.now() + dt.timedelta(minutes=30)))
+        await demo.settle()
     lines = await _log(demo, customer, since)
     for line in lines:
         at = dt.datetime.fromtimestamp(line.at, SHANGHAI).strftime("%a %H:%M")
@@ -338,7 +340,7 @@ async def chapter_sop(demo: Demo, customer: str) -> None:
     demo.out("\n7. The new-contact playbook (sop/new_contact.yaml) for 陈女士, on the simulated clock")
     runs = await _runs(demo, customer)
     demo.check(
-        [r.playbook_id for r in runs] == ["new_contact"],
+        "new_contact" in [r.playbook_id for r in runs],
         "she entered stage 加微 and was enrolled in new_contact",
     )
     seen = 0
@@ -383,7 +385,7 @@ async def chapter_sop(demo: Demo, customer: str) -> None:
     confirmations = [c for c in _kf_sends(demo)[before:] if "退订" in str(c)]
     demo.check(bool(confirmations), "one confirmation, telling her how to undo it")
     lines = await _sop_until(demo, customer, dt.datetime(2026, 12, 5, 10, 0, tzinfo=SHANGHAI), seen)
-    runs = await _runs(demo, customer)
+    runs = [r for r in await _runs(demo, customer) if r.playbook_id == "new_contact"]
     demo.check(
         runs[-1].state == "exited" and not any(x.outcome == "sent" for x in lines),
         "the pushes stop: the run exits (unsubscribed) and day 7 is never sent",

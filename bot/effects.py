@@ -633,7 +633,7 @@ class Effects:
         new = []
         for a, _ in items:
             key = (a.external_userid, a.playbook_id)
-            if key in live:
+            if key in live or (a.once and key in last):
                 continue
             live.add(key)
             last[key] = last.get(key, 0) + 1

@@ -250,6 +250,8 @@ _KIND_NAMES = {
     "kf_send_on_event": "微信客服欢迎语",
     "kf_handoff": "转人工",
     "mark_tags": "客户标签",
+    "create_mass_task": "SOP 群发任务",
+    "notify_staff": "导购提醒",
 }
 
 

@@ -175,6 +175,7 @@ class Runtime:
             media_cache_seconds=settings.welcome.media_cache_seconds,
             archive=archive,
             archive_batch=settings.archive.batch_limit,
+            sop=settings.sop,
         )
         outbox = OutboxSender(sessions, effects, context, clock, settings.outbox)
         scheduler = Scheduler(sessions, effects, clock, settings.scheduler, deps)

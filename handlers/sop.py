@@ -28,6 +28,7 @@ from bot.scheduler import Timer
 router = Router("sop")
 
 SOP_DATE = "sop_date"
+CURRENT_MONTH_DAYS = 30
 DATE_HOUR = 10
 """Date-triggered runs start at 10:00 local on the day (the first step's own timing follows)."""
 
@@ -35,8 +36,13 @@ DATE_HOUR = 10
 # ------------------------------------------------------------------------------------------ decisions
 
 
-def enroll_on(deps: Deps, customer: str, kind: str, value: str, at: float, stage: str) -> list[Action]:
-    """Enroll `customer` in every enabled playbook triggered by (`kind`, `value`)."""
+def enroll_on(
+    deps: Deps, customer: str, kind: str, value: str, at: float, stage: str, *, once: bool = False
+) -> list[Action]:
+    """Enroll `customer` in every enabled playbook triggered by (`kind`, `value`).
+
+    `once`: only if she never ran the playbook (a tag said again must not start it over).
+    """
     playbooks = deps.playbooks()
     if playbooks is None:
         return []
@@ -46,12 +52,12 @@ def enroll_on(deps: Deps, customer: str, kind: str, value: str, at: float, stage
     for playbook in playbooks.triggered_by(kind, value):
         first = playbook.first_step
         due = first.due_at(enrolled, None, tz).timestamp()
-        out.append(act.Enroll(customer, playbook.id, first.id, due, stage, at, f"{kind}:{value}"))
+        out.append(act.Enroll(customer, playbook.id, first.id, due, stage, at, f"{kind}:{value}", once=once))
     return out
 
 
 def date_timers(deps: Deps, customer: str, attribute: str, value: str, at: float) -> list[Action]:
-    """Timers for the dates a newly stored attribute gives date-triggered playbooks (future ones only)."""
+    """Timers for the dates a newly stored attribute gives date-triggered playbooks (current and future)."""
     playbooks = deps.playbooks()
     if playbooks is None:
         return []
@@ -62,8 +68,12 @@ def date_timers(deps: Deps, customer: str, attribute: str, value: str, at: float
         if trigger.attribute != attribute:
             continue
         for months, day in trigger.fire_dates(value):
-            if day < today:
+            # A month she is in now still counts (told "8个月" on the 23rd, she gets the 8-month
+            # message), but tomorrow morning, not while she is chatting; older months are past.
+            if day < today - dt.timedelta(days=CURRENT_MONTH_DAYS):
                 continue
+            if day <= today:
+                day = today + dt.timedelta(days=1)
             when = dt.datetime.combine(day, dt.time(DATE_HOUR), tzinfo=tz).timestamp()
             # Keyed by the month, not the value: a corrected birth month does not enroll twice.
             key = f"sopdate:{customer}:{playbook.id}:{months}"

@@ -200,6 +200,28 @@ def sync_actions(external_userid: str, view: TagSyncView, key: str) -> list[act.
     return out
 
 
+def lifecycle_actions(
+    deps: Deps, external_userid: str, extraction: Extraction, source_key: str, at: float
+) -> list[act.Action]:
+    """What a learnt tag or attribute starts elsewhere: tag-triggered playbooks, dated playbooks
+    (the baby's 6-month birthday from her birth month), and a stage check for a purchase tag."""
+    from bot import lifecycle
+    from handlers import sop
+
+    out: list[act.Action] = []
+    stages = deps.stages() or lifecycle.StagesConfig()
+    for tag in extraction.tags:
+        out += sop.enroll_on(deps, external_userid, "tag_added", tag, at, "", once=True)
+        if lifecycle.is_purchase_tag(tag, stages):
+            payload = {"external_userid": external_userid, "trigger": "tag_added"}
+            out.append(
+                act.Schedule(f"stage:{external_userid}:tag:{source_key}"[:255], "stage_check", at, payload)
+            )
+    for key, value in extraction.attributes.items():
+        out += sop.date_timers(deps, external_userid, key, str(value), at)
+    return out
+
+
 def is_customer_text(event: ev.KfCustomerMessage) -> bool:
     """True for text the customer typed (a menu click carries our own question text)."""
     return event.msg_type == "text" and not event.menu_id and bool(event.content.strip())
@@ -219,7 +241,7 @@ async def on_customer_message(event: ev.KfCustomerMessage, deps: Deps) -> list[a
     # The message's own time, not the handling time: a replay reads the same birth month and window.
     at = float(event.send_time) if event.send_time else deps.clock.timestamp()
     extraction = extract(event.content, rules, today=dt.datetime.fromtimestamp(at, SHANGHAI).date())
-    return learnt_actions(
+    learnt = learnt_actions(
         event.external_userid,
         event.dedup_key,
         extraction,
@@ -227,6 +249,7 @@ async def on_customer_message(event: ev.KfCustomerMessage, deps: Deps) -> list[a
         at=at,
         sync_delay=deps.settings.tagging.sync_delay_seconds,
     )
+    return learnt + lifecycle_actions(deps, event.external_userid, extraction, event.dedup_key, at)
 
 
 def is_customer_archive_text(event: ev.ArchiveMessage) -> bool:
@@ -249,7 +272,7 @@ async def on_archive_message(event: ev.ArchiveMessage, deps: Deps) -> list[act.A
         return []
     at = event.msgtime / 1000 if event.msgtime else deps.clock.timestamp()
     extraction = extract(event.content, rules, today=dt.datetime.fromtimestamp(at, SHANGHAI).date())
-    return learnt_actions(
+    learnt = learnt_actions(
         event.from_id,
         event.dedup_key,
         extraction,
@@ -257,6 +280,7 @@ async def on_archive_message(event: ev.ArchiveMessage, deps: Deps) -> list[act.A
         at=at,
         sync_delay=deps.settings.tagging.sync_delay_seconds,
     )
+    return learnt + lifecycle_actions(deps, event.from_id, extraction, event.dedup_key, at)
 
 
 _CHANNELS: dict[str, tuple[Any, ...]] = {}

@@ -10,6 +10,7 @@ from bot.clock import SHANGHAI
 from bot.store.models import Customer, Enrollment, SopLog
 
 TEMPLATE = "/cgi-bin/externalcontact/add_msg_template"
+NEW_CONTACT = Enrollment.playbook_id == "new_contact"
 
 
 async def rows(stack, model, *where):
@@ -25,7 +26,7 @@ async def test_new_contact_is_enrolled_and_steps_follow_the_clock_and_her_reply(
     await stack.drain()
     [who] = await rows(stack, Customer, Customer.external_userid == customer)
     assert who.stage == "加微"
-    [run] = await rows(stack, Enrollment, Enrollment.external_userid == customer)
+    [run] = await rows(stack, Enrollment, Enrollment.external_userid == customer, NEW_CONTACT)
     assert (run.playbook_id, run.step_id, run.state) == ("new_contact", "d0_trial_pack", "due")
 
     stack.clock.advance(hours=1)  # the trial pack, one hour after the add: a task for her guide
@@ -36,13 +37,13 @@ async def test_new_contact_is_enrolled_and_steps_follow_the_clock_and_her_reply(
     stack.clock.set(dt.datetime(2026, 11, 24, 10, 0, tzinfo=SHANGHAI))  # day 1, 10:00: ask the baby's age
     await stack.drain()
     assert len(stack.calls(TEMPLATE)) == 2
-    [run] = await rows(stack, Enrollment, Enrollment.external_userid == customer)
+    [run] = await rows(stack, Enrollment, Enrollment.external_userid == customer, NEW_CONTACT)
     assert (run.step_id, run.state) == ("d1_ask_age", "waiting")
 
     stack.clock.advance(hours=2)
     await stack.emu.simulate_archive_message(customer, "宝宝8个月了")
     await stack.drain()
-    [run] = await rows(stack, Enrollment, Enrollment.external_userid == customer)
+    [run] = await rows(stack, Enrollment, Enrollment.external_userid == customer, NEW_CONTACT)
     assert (run.step_id, run.state) == ("d3_member", "due")  # she replied: the member invite branch
     assert dt.datetime.fromtimestamp(run.due_at, SHANGHAI) == dt.datetime(
         2026, 11, 26, 20, 30, tzinfo=SHANGHAI
@@ -55,9 +56,34 @@ async def test_new_contact_is_enrolled_and_steps_follow_the_clock_and_her_reply(
     assert who.unsubscribed_at is not None
     stack.clock.set(dt.datetime(2026, 11, 26, 20, 30, tzinfo=SHANGHAI))
     await stack.drain()
-    [run] = await rows(stack, Enrollment, Enrollment.external_userid == customer)
+    [run] = await rows(stack, Enrollment, Enrollment.external_userid == customer, NEW_CONTACT)
     assert run.state == "exited"
     assert len(stack.calls(TEMPLATE)) == 2  # nothing more after "别发了"
-    outcomes = [(r.step_id, r.outcome) for r in await rows(stack, SopLog, SopLog.external_userid == customer)]
+    log = await rows(stack, SopLog, SopLog.external_userid == customer, SopLog.playbook_id == "new_contact")
+    outcomes = [(r.step_id, r.outcome) for r in log]
     assert outcomes[:3] == [("d0_trial_pack", "sent"), ("d1_ask_age", "sent"), ("d1_ask_age", "branched")]
     assert outcomes[-1][1] == "exited"
+
+
+async def test_a_learnt_birth_month_books_the_dated_playbook_and_a_tag_starts_its_playbook_once(
+    stack_factory,
+) -> None:
+    from bot.store.models import TimerRow
+
+    stack = await stack_factory()
+    stack.clock.set(dt.datetime(2026, 11, 23, 9, 0, tzinfo=SHANGHAI))
+    added = await stack.emu.simulate_add_contact(userid="xiaolin", state="store_12")
+    customer = added["external_userid"]
+    await stack.drain()
+    await stack.emu.simulate_kf_message("宝宝八个月了", external_userid=customer)
+    await stack.drain()
+    timers = await rows(stack, TimerRow, TimerRow.kind == "sop_date")
+    # Born 2026-03: she is in her 8th month now (due at once) and 12 is ahead; 1, 3 and 6 are past.
+    assert sorted(t.payload["months"] for t in timers) == [8, 12]
+    assert {t.payload["playbook"] for t in timers} == {"baby_month"}
+    stack.clock.set(dt.datetime.fromtimestamp(min(t.due_at for t in timers), SHANGHAI))
+    await stack.drain()
+    runs = await rows(
+        stack, Enrollment, Enrollment.external_userid == customer, Enrollment.playbook_id == "baby_month"
+    )
+    assert len(runs) == 1
