@@ -83,15 +83,30 @@ def date_timers(deps: Deps, customer: str, attribute: str, value: str, at: float
 
 
 def opt_actions(
-    customer: str, text: str, unsubscribed: bool, at: float, source_key: str, deps: Deps, open_kfid: str = ""
+    customer: str,
+    text: str,
+    unsubscribed: bool,
+    at: float,
+    source_key: str,
+    deps: Deps,
+    open_kfid: str = "",
+    guides: tuple[str, ...] = (),
 ) -> list[Action]:
-    """Unsubscribe or resubscribe on the customer's words; the confirmation goes back by kf when it can."""
+    """Unsubscribe or resubscribe on the customer's words; confirmed by kf, or else by her guide."""
     change = policy.opt_reply(text, unsubscribed, deps.settings.sop.policy)
     if change is None:
         return []
     out: list[Action] = [act.SetUnsubscribed(customer, change.unsubscribed, at, source_key)]
     if open_kfid:
         out.append(act.SendKfText(open_kfid, customer, change.reply, reply_to=f"optout:{source_key}"))
+    elif guides:
+        # In a guide's 1:1 chat no bot may answer: her guide confirms it, and is told so.
+        what = "退订营销推送" if change.unsubscribed else "恢复营销推送"
+        notice = (
+            f"【客户{what}】客户（{customer}）刚刚在和您的聊天中要求{what}，系统已处理。"
+            f"请您回复她确认一下：\n{change.reply}"
+        )
+        out.append(act.NotifyStaff(tuple(guides), notice, key=f"optout:{source_key}"))
     return out
 
 
@@ -109,17 +124,25 @@ async def on_archive_message(event: ev.ArchiveMessage, deps: Deps) -> list[Actio
     """She wrote to a guide (chat archive): a reply; an unsubscribe there is recorded (no bot may answer)."""
     if event.roomid:
         return []  # a word in a group is no reply to a 1:1 push
-    return await _customer_wrote(event.from_id, event.content, event, deps)
+    guides = tuple(u for u in event.tolist if not ev.is_external_userid(u))
+    return await _customer_wrote(event.from_id, event.content, event, deps, guides=guides)
 
 
 async def _customer_wrote(
-    customer: str, text: str, event: ev.Event, deps: Deps, open_kfid: str = ""
+    customer: str,
+    text: str,
+    event: ev.Event,
+    deps: Deps,
+    open_kfid: str = "",
+    guides: tuple[str, ...] = (),
 ) -> list[Action]:
     at = float(event.create_time) if getattr(event, "create_time", 0) else deps.clock.timestamp()
     out: list[Action] = [act.RecordReaction(customer, "reply", at)]
     if text and deps.lifecycle is not None:
         stored = await deps.lifecycle.get(customer, at, ())
-        out.extend(opt_actions(customer, text, stored.unsubscribed, at, event.dedup_key, deps, open_kfid))
+        out.extend(
+            opt_actions(customer, text, stored.unsubscribed, at, event.dedup_key, deps, open_kfid, guides)
+        )
     return out
 
 

@@ -89,6 +89,10 @@ def decide_run(
     if not playbook.has_step(run.step_id):
         return _exit(run, ts, "step_gone", f"步骤 {run.step_id} 已从剧本中删除")
     step = playbook.step(run.step_id)
+    fresh = run.state == "due" and step is playbook.first_step and run.step_reached_at == run.enrolled_at
+    if fresh and playbook.when is not None and not playbook.when.evaluate(customer.facts):
+        # The enrollment condition is checked with the facts at the first step, not at the trigger.
+        return _exit(run, ts, "not_eligible", f"不符合报名条件：{playbook.when.text}")
     if run.state == "waiting":
         reaction = run.reaction if run.reaction in ("reply", "click") else None
         entry = LogEntry(step.id, "branched", reaction or "no_reaction", _branch_detail(reaction))

@@ -87,3 +87,24 @@ async def test_a_learnt_birth_month_books_the_dated_playbook_and_a_tag_starts_it
         stack, Enrollment, Enrollment.external_userid == customer, Enrollment.playbook_id == "baby_month"
     )
     assert len(runs) == 1
+
+
+async def test_opt_out_in_a_guide_chat_is_confirmed_by_the_guide_and_can_be_undone(stack_factory) -> None:
+    stack = await stack_factory(**{"archive.enabled": True})
+    added = await stack.emu.simulate_add_contact(userid="xiaolin", state="store_12")
+    customer = added["external_userid"]
+    await stack.drain()
+    await stack.emu.simulate_archive_message(customer, "别发了谢谢")
+    await stack.drain()
+    [who] = await rows(stack, Customer, Customer.external_userid == customer)
+    assert who.unsubscribed_at is not None
+    notices = [c["body"] for c in stack.calls("/cgi-bin/message/send") if c["errcode"] == 0]
+    assert len(notices) == 1 and notices[0]["touser"] == "xiaolin" and "退订" in notices[0]["text"]["content"]
+    await stack.emu.simulate_archive_message(customer, "别发了")  # said again: no second confirmation
+    await stack.drain()
+    assert len([c for c in stack.calls("/cgi-bin/message/send") if c["errcode"] == 0]) == 1
+    stack.clock.advance(hours=1)
+    await stack.emu.simulate_archive_message(customer, "恢复推送")
+    await stack.drain()
+    [who] = await rows(stack, Customer, Customer.external_userid == customer)
+    assert who.unsubscribed_at is None

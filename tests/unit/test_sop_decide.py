@@ -161,6 +161,14 @@ def test_a_removed_playbook_or_step_ends_the_run(playbook) -> None:
     assert decide_run(run("gone"), playbook, customer(), SETTINGS, at(24, 10)).log[0].reason == "step_gone"
 
 
+def test_the_enrollment_condition_is_checked_at_the_first_step() -> None:
+    staff_only = PLAYBOOK.replace("steps:", "when: 'not has_tag(\"员工\")'\nsteps:", 1)
+    playbook = load_playbooks_from_texts({"nurture.yaml": staff_only}).get("nurture")
+    outcome = decide_run(run(), playbook, customer(tags=["员工"]), SETTINGS, at(24, 10))
+    assert (outcome.state, outcome.log[0].reason) == ("exited", "not_eligible")
+    assert decide_run(run(), playbook, customer(), SETTINGS, at(24, 10)).log[0].outcome == "sent"
+
+
 def test_unsubscribed_customer_gets_no_marketing_and_the_run_exits(playbook) -> None:
     who = CustomerView("wm1", {"tags": [], "unsubscribed": True}, guide="xiaolin")
     outcome = decide_run(run(), playbook, who, SETTINGS, at(24, 10))
