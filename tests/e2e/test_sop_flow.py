@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import select
 
 from bot.clock import SHANGHAI
-from bot.store.models import Customer, Enrollment, SopLog
+from bot.store.models import Customer, Enrollment, SopLog, TimelineEntry
 
 TEMPLATE = "/cgi-bin/externalcontact/add_msg_template"
 NEW_CONTACT = Enrollment.playbook_id == "new_contact"
@@ -108,3 +108,76 @@ async def test_opt_out_in_a_guide_chat_is_confirmed_by_the_guide_and_can_be_undo
     await stack.drain()
     [who] = await rows(stack, Customer, Customer.external_userid == customer)
     assert who.unsubscribed_at is None
+
+
+async def _run_until(stack, when: dt.datetime, step: dt.timedelta = dt.timedelta(hours=6)) -> None:
+    """Let the service run up to `when` as if it never stopped."""
+    while stack.clock.now() < when:
+        stack.clock.set(min(when, stack.clock.now() + step))
+        await stack.drain()
+
+
+async def test_a_quiet_customer_is_recalled_and_her_click_takes_the_click_branch(stack_factory) -> None:
+    import re
+
+    stack = await stack_factory()
+    start = dt.datetime(2026, 11, 23, 9, 0, tzinfo=SHANGHAI)
+    stack.clock.set(start)
+    added = await stack.emu.simulate_add_contact(userid="xiaolin", state="store_12")
+    customer = added["external_userid"]
+    await stack.drain()
+    await _run_until(stack, start + dt.timedelta(days=10))
+    [who] = await rows(stack, Customer, Customer.external_userid == customer)
+    assert who.stage == "留存"  # still a contact after 7 days
+    await _run_until(stack, start + dt.timedelta(days=32, hours=3))
+    [who] = await rows(stack, Customer, Customer.external_userid == customer)
+    assert who.stage == "沉默"  # 30 days without a word
+    recall = [c for c in stack.calls(TEMPLATE) if "好久没聊" in c["body"]["text"]["content"]]
+    assert len(recall) == 1
+    [link] = [a["link"] for a in recall[0]["body"]["attachments"] if a["msgtype"] == "link"]
+    token = re.fullmatch(r".*/r/([A-Za-z0-9_-]+)", link["url"]).group(1)
+    async with stack.http.get(stack.service.make_url(f"/r/{token}"), allow_redirects=False) as resp:
+        assert (resp.status, resp.headers["Location"]) == (302, "https://shop.example.com/member/monthly")
+    await stack.drain()
+    await _run_until(stack, stack.clock.now() + dt.timedelta(hours=3), dt.timedelta(hours=1))
+    log = await rows(
+        stack, SopLog, SopLog.external_userid == customer, SopLog.playbook_id == "dormant_recall"
+    )
+    assert ("r1_hello", "branched", "click") in [(r.step_id, r.outcome, r.reason) for r in log]
+    assert ("r2_guide_follow_up", "sent", "guide_notify") in [(r.step_id, r.outcome, r.route) for r in log]
+
+
+async def test_an_order_converts_and_after_sales_care_follows(stack_factory) -> None:
+    import json
+
+    from bot.orders import SIGNATURE_HEADER, sign
+
+    stack = await stack_factory(**{"sop.order_webhook_secret": "k"})
+    stack.clock.set(dt.datetime(2026, 11, 23, 9, 0, tzinfo=SHANGHAI))
+    added = await stack.emu.simulate_add_contact(userid="xiaolin", state="store_12")
+    customer = added["external_userid"]
+    await stack.drain()
+    body = json.dumps(
+        {
+            "order_id": "SO-1",
+            "external_userid": customer,
+            "amount_cents": 25900,
+            "paid_at": stack.clock.timestamp(),
+        }
+    ).encode()
+    url = stack.service.make_url("/api/events/order")
+    for _ in range(2):  # the shop resends: handled once
+        async with stack.http.post(url, data=body, headers={SIGNATURE_HEADER: sign("k", body)}) as resp:
+            assert resp.status == 200
+    await stack.drain()
+    [who] = await rows(stack, Customer, Customer.external_userid == customer)
+    assert who.stage == "转化"
+    await _run_until(stack, stack.clock.now() + dt.timedelta(days=4))
+    [who] = await rows(stack, Customer, Customer.external_userid == customer)
+    assert who.stage == "售后"
+    runs = await rows(stack, Enrollment, Enrollment.external_userid == customer)
+    assert "after_sales" in {r.playbook_id for r in runs}
+    timeline = await rows(
+        stack, TimelineEntry, TimelineEntry.external_userid == customer, TimelineEntry.kind == "order"
+    )
+    assert len(timeline) == 1
