@@ -232,6 +232,18 @@ class WeComClient:
         body = {"config_id": config_id}
         return await self._call("contact", "POST", "externalcontact/get_contact_way", json=body)
 
+    async def list_contact_way(
+        self,
+        *,
+        start_time: int | None = None,
+        end_time: int | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> Json:
+        """One page of config ids made in [start_time, end_time] (default: last 90 days; temp ways never): https://developer.work.weixin.qq.com/document/path/92228"""
+        body = _compact(start_time=start_time, end_time=end_time, cursor=cursor or None, limit=limit)
+        return await self._call("contact", "POST", "externalcontact/list_contact_way", json=body)
+
     async def update_contact_way(
         self,
         config_id: str,

@@ -239,6 +239,22 @@ REQUESTS: list[tuple[str, Call, str, str, dict[str, str], Any]] = [
         {"config_id": "cfg1"},
     ),
     (
+        "list ways",
+        lambda c: c.list_contact_way(start_time=100, end_time=200, cursor="", limit=1000),
+        "contact",
+        "POST externalcontact/list_contact_way",
+        {},
+        {"start_time": 100, "end_time": 200, "limit": 1000},
+    ),
+    (
+        "list ways, next page",
+        lambda c: c.list_contact_way(cursor="c2"),
+        "contact",
+        "POST externalcontact/list_contact_way",
+        {},
+        {"cursor": "c2"},
+    ),
+    (
         "update way",
         lambda c: c.update_contact_way("cfg1", user=[], remark="r"),
         "contact",

@@ -276,6 +276,31 @@ async def test_contact_way_quota(emu_call, emu_state):
     ] == 41045
 
 
+async def test_list_contact_way_window_and_temp_ways(emu_call, emu_state, clock):
+    async def add(**extra):
+        body = {"type": 1, "scene": 2, "user": ["xiaolin"], **extra}
+        return (await emu_call("contact", "POST", "externalcontact/add_contact_way", json=body))["config_id"]
+
+    async def listed(**body):
+        return await emu_call("contact", "POST", "externalcontact/list_contact_way", json=body)
+
+    old = await add()
+    clock.advance(days=91)
+    recent = await add()
+    await add(is_temp=True)  # temporary-session ways are never listed
+    now = int(clock.timestamp())
+    assert [w["config_id"] for w in (await listed())["contact_way"]] == [recent]  # default: 90 days
+    assert [w["config_id"] for w in (await listed(start_time=now - 92 * 86400))["contact_way"]] == [
+        old,
+        recent,
+    ]
+    assert (await listed(start_time=now, end_time=now - 1))["errcode"] == 40035
+    assert (await listed(limit=1001))["errcode"] == 40035
+    emu_state.options.list_contact_way_max_span_days = 90  # the span cap is UNCONFIRMED: a knob
+    assert (await listed(start_time=now - 92 * 86400))["errcode"] == 40035
+    assert (await listed(start_time=now - 90 * 86400))["errcode"] == 0
+
+
 async def test_contact_way_state_flows_into_add_event(emu_call, emu_state, emu_receiver):
     made = await emu_call(
         "contact",

@@ -15,6 +15,9 @@ MAX_USERS = 100
 TEMP_DEFAULT_EXPIRES = 7 * 86400
 TEMP_MAX_SECONDS = 14 * 86400
 TEMP_DEFAULT_CHAT_EXPIRES = 86400
+LIST_DEFAULT_DAYS = 90
+LIST_FLOOR = 1625846400
+"""2021-07-10 00:00 Asia/Shanghai: list_contact_way returns nothing created earlier (p/92572)."""
 
 
 def _apply(state: EmulatorState, way: ContactWay, body: dict[str, Any]) -> None:
@@ -152,18 +155,29 @@ def del_contact_way(state: EmulatorState, call: ApiCall) -> dict[str, Any]:
 
 
 def list_contact_way(state: EmulatorState, call: ApiCall) -> dict[str, Any]:
-    """Config ids created in [start_time, end_time] (default last 90 days), cursor paging."""
+    """Config ids created in [start_time, end_time] (default last 90 days), cursor paging.
+
+    Temporary-session ways are not listed, nor ways made before 2021-07-10 (p/92572).
+    """
     body = call.body
     now = int(state.clock.timestamp())
-    start = int_field(body, "start_time", now - 90 * 86400)
+    start = int_field(body, "start_time", now - LIST_DEFAULT_DAYS * 86400)
     end = int_field(body, "end_time", now)
+    if start > end:
+        raise ApiError(INVALID_PARAM, "start_time must not be after end_time")
+    max_days = state.options.list_contact_way_max_span_days
+    if max_days is not None and end - start > max_days * 86400:
+        raise ApiError(INVALID_PARAM, f"start_time..end_time spans more than {max_days} days")
     limit = int_field(body, "limit", 100)
     if not 1 <= limit <= 1000:
         raise ApiError(INVALID_PARAM, "limit must be 1..1000")
     cursor = body.get("cursor") or "0"
     if not isinstance(cursor, str) or not cursor.isdigit():
         raise ApiError(INVALID_PARAM, "invalid cursor")
-    ways = [w for w in state.world.contact_ways.values() if start <= w.created_at <= end]
+    start = max(start, LIST_FLOOR)
+    ways = [
+        w for w in state.world.contact_ways.values() if start <= w.created_at <= end and not w.is_temp
+    ]
     offset = int(cursor)
     page = ways[offset : offset + limit]
     payload: dict[str, Any] = {"contact_way": [{"config_id": w.config_id} for w in page]}

@@ -33,6 +33,9 @@ class EmulatorOptions:
     concurrency_limit: int | None = None
     # §5.3: contact ways + join ways created by API share 500,000 per corp.
     contact_way_quota: int = 500_000
+    # §5.3 list_contact_way: the doc gives the defaults (last 90 days) but no cap on the span
+    # between start_time and end_time (UNCONFIRMED). None = any span; a number of days -> 40035.
+    list_contact_way_max_span_days: int | None = None
     # §5.2: deleting every tag of a group removes the group (UNCONFIRMED).
     delete_empty_tag_group: bool = True
     # §8.3 kf/send_msg msgid: a repeated msgid returns the original msgid without sending again.
