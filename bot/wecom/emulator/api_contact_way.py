@@ -175,9 +175,7 @@ def list_contact_way(state: EmulatorState, call: ApiCall) -> dict[str, Any]:
     if not isinstance(cursor, str) or not cursor.isdigit():
         raise ApiError(INVALID_PARAM, "invalid cursor")
     start = max(start, LIST_FLOOR)
-    ways = [
-        w for w in state.world.contact_ways.values() if start <= w.created_at <= end and not w.is_temp
-    ]
+    ways = [w for w in state.world.contact_ways.values() if start <= w.created_at <= end and not w.is_temp]
     offset = int(cursor)
     page = ways[offset : offset + limit]
     payload: dict[str, Any] = {"contact_way": [{"config_id": w.config_id} for w in page]}
