@@ -4,6 +4,12 @@ WeCom does not show API-made codes in its console and the `config_id` is the onl
 so every successful call is stored in `channel_codes` right away, one channel per transaction. A
 failing channel is reported and the others go on. The daily timer (`channels_sync`) re-runs the
 sync so guides at their cap come off the codes and the day's rota goes on.
+
+A process that dies between add_contact_way and the insert leaves a code WeCom holds and we do
+not know. So each sync first reconciles with WeCom's own list (`list_contact_way`, its default
+window of the last 90 days, then `get_contact_way` for each unknown config_id): a code carrying
+one of our states that the database lacks is adopted instead of adding another, and further codes
+with that state are deleted as duplicates. Codes with other states are not ours and left alone.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +26,7 @@ from sqlalchemy import delete, func, select
 
 from bot import actions as act
 from bot import errors
-from bot.channels import SCENE_QR, Channel, Op, code_type, load_channels, plan
+from bot.channels import SCENE_QR, Channel, Op, code_type, load_channels, plan, way_digest
 from bot.clock import SHANGHAI
 from bot.store.db import Sessions
 from bot.store.models import ChannelCode, Follow
@@ -29,8 +35,10 @@ __all__ = [
     "TIMER_KIND",
     "Result",
     "count_adds",
+    "listed_config_ids",
     "next_sync_at",
     "on_channels_sync_timer",
+    "reconcile",
     "run_sync_action",
     "schedule_next_sync",
     "stored_codes",
@@ -40,6 +48,8 @@ __all__ = [
 _LOGGER = logging.getLogger(__name__)
 
 TIMER_KIND = "channels_sync"
+LIST_PAGE = 1000
+"""list_contact_way's largest page."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,12 @@ async def sync(
     if adds is None:
         adds = await count_adds(sessions, channels, day)
     stored = await stored_codes(sessions)
+    notes: dict[str, list[str]] = {}
+    if not dry_run:
+        # Before any add: a code a crashed run made must be adopted, not made a second time.
+        notes = await reconcile(client, sessions, channels, stored, now)
+        if notes:
+            stored = await stored_codes(sessions)
     results: list[Result] = []
     for op in plan(channels, stored, day, adds):
         row = stored.get(op.key)
@@ -115,7 +131,121 @@ async def sync(
             # One bad channel (a guide left, a quota) must not keep the other codes stale.
             _LOGGER.warning("channel sync failed", extra={"channel": op.key, "error": str(exc)})
             results.append(_result(op, row, "failed", error=str(exc)))
-    return results
+    return [_noted(r, notes.get(r.key, ())) for r in results]
+
+
+def _noted(result: Result, notes: Sequence[str]) -> Result:
+    """`adopted` replaces `unchanged` and leads any other change; other notes follow it."""
+    if not notes:
+        return result
+    change = result.change
+    if "adopted" in notes:
+        change = "adopted" if change == "unchanged" else f"adopted, {change}"
+    extra = [n for n in notes if n != "adopted"]
+    return replace(result, change=", ".join([change, *extra]))
+
+
+# -------------------------------------------------------------------------------- reconciliation
+
+
+async def listed_config_ids(client: Any) -> list[str]:
+    """Every config_id list_contact_way gives for its default window (the last 90 days), all pages."""
+    ids: list[str] = []
+    cursor = ""
+    seen: set[str] = set()
+    while True:
+        page = await client.list_contact_way(cursor=cursor or None, limit=LIST_PAGE)
+        ids += [str(item["config_id"]) for item in page.get("contact_way") or () if item.get("config_id")]
+        cursor = str(page.get("next_cursor") or "")
+        if not cursor or cursor in seen:  # a repeated cursor would loop forever
+            return ids
+        seen.add(cursor)
+
+
+async def reconcile(
+    client: Any,
+    sessions: Sessions,
+    channels: Sequence[Channel],
+    stored: Mapping[str, ChannelCode],
+    now: float,
+) -> dict[str, list[str]]:
+    """Adopt the codes with our states that WeCom holds and the database lost; delete duplicates.
+
+    Returns notes per channel key (`adopted`, `N duplicates deleted`) for the result table.
+    """
+    wanted = {c.state: c for c in channels}
+    by_state = {row.state: row for row in stored.values()}
+    known = {row.config_id for row in stored.values() if row.config_id}
+    found: dict[str, list[dict[str, Any]]] = {}
+    for config_id in await listed_config_ids(client):
+        if config_id in known:
+            continue
+        way = await _get_way(client, config_id)
+        # Only our states matter; a temporary-session way is never a channel code.
+        if way is not None and way.get("state") in wanted.keys() | by_state.keys() and not way.get("is_temp"):
+            found.setdefault(str(way["state"]), []).append(way)
+    notes: dict[str, list[str]] = {}
+    for state, ways in found.items():
+        channel, row = wanted.get(state), by_state.get(state)
+        keep: dict[str, Any] | None = None
+        if channel is not None and (
+            row is None or (row.key == channel.key and not await _exists(client, row.config_id))
+        ):
+            # The newest QR code: most likely the one the interrupted run made.
+            keep = next((w for w in reversed(ways) if w.get("scene") == SCENE_QR), None)
+        key = channel.key if channel is not None else row.key if row is not None else state
+        if keep is not None:
+            await _store(
+                sessions,
+                key,
+                state,
+                str(keep["config_id"]),
+                str(keep.get("qr_code") or ""),
+                way_digest(keep),
+                [str(u) for u in keep.get("user") or ()],
+                now,
+            )
+            _LOGGER.warning(
+                "adopted a channel code missing from the database",
+                extra={"channel": key, "config_id": keep["config_id"]},
+            )
+            notes.setdefault(key, []).append("adopted")
+        deleted = 0
+        for way in ways:
+            if way is keep:
+                continue
+            try:
+                await _delete_way(client, str(way["config_id"]))
+            except errors.SiyuError as exc:
+                _LOGGER.warning(
+                    "duplicate channel code not deleted",
+                    extra={"channel": key, "config_id": way["config_id"], "error": str(exc)},
+                )
+                continue
+            deleted += 1
+            _LOGGER.warning(
+                "deleted a duplicate channel code", extra={"channel": key, "config_id": way["config_id"]}
+            )
+        if deleted:
+            notes.setdefault(key, []).append(f"{deleted} duplicate{'s' if deleted > 1 else ''} deleted")
+    return notes
+
+
+async def _get_way(client: Any, config_id: str) -> dict[str, Any] | None:
+    """get_contact_way's `contact_way`; None when it was deleted since it was listed (41044)."""
+    try:
+        answer = await client.get_contact_way(config_id)
+    except errors.Permanent as exc:
+        if exc.errcode == 41044:
+            return None
+        raise
+    way = answer.get("contact_way")
+    return dict(way) if isinstance(way, dict) else None
+
+
+async def _exists(client: Any, config_id: str) -> bool:
+    """Whether WeCom still holds `config_id` (a run may have died after deleting it, in a replace)."""
+    return bool(config_id) and await _get_way(client, config_id) is not None
 
 
 def _result(op: Op, row: ChannelCode | None, change: str, error: str = "") -> Result:
@@ -163,19 +293,33 @@ async def _apply(client: Any, sessions: Sessions, op: Op, row: ChannelCode | Non
             skip_verify=channel.skip_verify,
         )
         config_id, qr_code = str(answer["config_id"]), str(answer.get("qr_code", ""))
-    async with sessions.begin() as session:
-        stored = await session.get(ChannelCode, op.key)
-        if stored is None:
-            stored = ChannelCode(key=op.key)
-            session.add(stored)
-        stored.state = channel.state
-        stored.config_id = config_id
-        stored.qr_code = qr_code
-        stored.spec_digest = op.digest
-        stored.users = list(op.users)
-        stored.synced_at = now
+    await _store(sessions, op.key, channel.state, config_id, qr_code, op.digest, list(op.users), now)
     change = {"add": "added", "update": "updated", "replace": "replaced"}[op.kind]
     return Result(op.key, channel.name, channel.state, op.users, config_id, qr_code, change)
+
+
+async def _store(
+    sessions: Sessions,
+    key: str,
+    state: str,
+    config_id: str,
+    qr_code: str,
+    digest: str,
+    users: list[str],
+    now: float,
+) -> None:
+    """Insert or update the channel's row: what WeCom holds for it now."""
+    async with sessions.begin() as session:
+        stored = await session.get(ChannelCode, key)
+        if stored is None:
+            stored = ChannelCode(key=key)
+            session.add(stored)
+        stored.state = state
+        stored.config_id = config_id
+        stored.qr_code = qr_code
+        stored.spec_digest = digest
+        stored.users = users
+        stored.synced_at = now
 
 
 async def _delete_way(client: Any, config_id: str) -> None:

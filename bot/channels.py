@@ -38,6 +38,7 @@ __all__ = [
     "plan",
     "spec_digest",
     "users_for",
+    "way_digest",
 ]
 
 CHANNELS_FILE = "channels.yaml"
@@ -156,9 +157,26 @@ def spec_digest(channel: Channel, users: Sequence[str]) -> str:
         "skip_verify": channel.skip_verify,
         "users": list(users),
     }
+    return _digest(spec)
+
+
+def way_digest(way: Mapping[str, Any]) -> str:
+    """spec_digest of a code as get_contact_way describes it (a code adopted from WeCom)."""
+    spec = {
+        "type": int(way.get("type") or 0),
+        "scene": int(way.get("scene") or 0),
+        "state": str(way.get("state") or ""),
+        "remark": str(way.get("remark") or ""),
+        "skip_verify": bool(way.get("skip_verify", True)),
+        "users": [str(u) for u in way.get("user") or ()],
+    }
+    return _digest(spec)
+
+
+def _digest(spec: Mapping[str, Any]) -> str:
     body = hashlib.sha256(json.dumps(spec, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
     # The type prefix lets plan() see an immutable type change without another WeCom call.
-    return f"{kind}:{body[:48]}"
+    return f"{spec['type']}:{body[:48]}"
 
 
 class StoredCode(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from bot.actions import Schedule
@@ -169,3 +170,114 @@ async def test_daily_timer_syncs_through_the_outbox_and_schedules_tomorrow(stack
     async with rt.sessions() as session:
         keys = set((await session.scalars(select(TimerRow.key).where(TimerRow.kind == TIMER_KIND))).all())
     assert f"{TIMER_KIND}:{today + dt.timedelta(days=1)}" in keys
+
+
+def codes_by_state(stack: Any) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for way in stack.emu.world.contact_ways.values():
+        out.setdefault(way.state, []).append(way.config_id)
+    return out
+
+
+async def assert_one_code_per_channel_and_stored(stack: Any, chs: tuple[Channel, ...]) -> None:
+    stored = await stored_codes(stack.runtime.sessions)
+    by_state = codes_by_state(stack)
+    for channel in chs:
+        assert by_state[channel.state] == [stored[channel.key].config_id], channel.key
+
+
+async def test_a_crash_after_add_contact_way_is_adopted_not_made_twice(stack, monkeypatch) -> None:
+    import bot.channel_sync as channel_sync
+
+    real_store = channel_sync._store
+    crashes = []
+
+    async def crash_once(*args: Any, **kwargs: Any) -> None:
+        if not crashes:
+            crashes.append(args[1])
+            raise RuntimeError("process killed")  # not a SiyuError: the whole sync dies here
+        await real_store(*args, **kwargs)
+
+    monkeypatch.setattr(channel_sync, "_store", crash_once)
+    with pytest.raises(RuntimeError, match="process killed"):
+        await run(stack, channels())
+    assert crashes == ["store_jingan"]
+    assert await stored_codes(stack.runtime.sessions) == {}
+    (orphan,) = codes_by_state(stack)["store_jingan"]  # WeCom holds a code we do not know
+
+    results = {r.key: r for r in await run(stack, channels())}
+    assert {k: r.change for k, r in results.items()} == {
+        "store_jingan": "adopted",
+        "live": "added",
+        "expo": "added",
+    }
+    assert results["store_jingan"].config_id == orphan
+    assert results["store_jingan"].qr_code == stack.emu.world.contact_ways[orphan].qr_code
+    assert [c["body"]["state"] for c in stack.calls("add_contact_way")] == [
+        "store_jingan",
+        "live_room",
+        "expo_2026",
+    ]
+    await assert_one_code_per_channel_and_stored(stack, channels())
+
+    before = len(mutations(stack))
+    again = await run(stack, channels())
+    assert [r.change for r in again] == ["unchanged"] * 3
+    assert len(mutations(stack)) == before
+    await assert_one_code_per_channel_and_stored(stack, channels())
+
+
+async def test_codes_made_behind_the_database_are_adopted_and_duplicates_deleted(stack) -> None:
+    client = stack.runtime.client
+    # Two runs that died before storing, and another tool's code the sync must leave alone.
+    first = await client.add_contact_way(
+        2, 2, user=["xiaolin", "zhangmei"], state="live_room", skip_verify=True
+    )
+    stack.clock.advance(seconds=1)
+    second = await client.add_contact_way(
+        2, 2, user=["xiaolin", "zhangmei"], state="live_room", skip_verify=True
+    )
+    foreign = await client.add_contact_way(1, 2, user=["xiaolin"], state="other_brand")
+    stack.emu.clear_journal()
+
+    results = {r.key: r for r in await run(stack, channels())}
+    assert results["live"].change == "adopted, 1 duplicate deleted"
+    assert results["live"].config_id == second["config_id"]  # the newest is kept
+    assert [c["body"]["config_id"] for c in stack.calls("del_contact_way")] == [first["config_id"]]
+    assert [c["body"]["state"] for c in stack.calls("add_contact_way")] == ["store_jingan", "expo_2026"]
+    assert codes_by_state(stack)["other_brand"] == [foreign["config_id"]]
+    await assert_one_code_per_channel_and_stored(stack, channels())
+
+    before = len(mutations(stack))
+    assert [r.change for r in await run(stack, channels())] == ["unchanged"] * 3
+    assert len(mutations(stack)) == before
+
+
+async def test_a_replace_that_died_after_the_add_adopts_the_new_code(stack) -> None:
+    await run(stack, channels())
+    stored = await stored_codes(stack.runtime.sessions)
+    # expo becomes a two-guide code: type 1 -> 2 is a replace (delete + add); the run dies before storing.
+    changed = YAML.replace("guides: [wangqiang]", "guides: [wangqiang, xiaolin]")
+    client = stack.runtime.client
+    await client.del_contact_way(stored["expo"].config_id)
+    made = await client.add_contact_way(
+        2, 2, user=["wangqiang", "xiaolin"], state="expo_2026", skip_verify=True
+    )
+    stack.emu.clear_journal()
+
+    results = {r.key: r for r in await run(stack, channels(changed))}
+    assert results["expo"].change == "adopted"
+    assert results["expo"].config_id == made["config_id"]
+    assert mutations(stack) == []
+    await assert_one_code_per_channel_and_stored(stack, channels(changed))
+
+
+async def test_a_duplicate_of_a_live_stored_code_is_deleted(stack) -> None:
+    await run(stack, channels())
+    stored = await stored_codes(stack.runtime.sessions)
+    extra = await stack.runtime.client.add_contact_way(1, 2, user=["wangqiang"], state="expo_2026")
+    results = {r.key: r for r in await run(stack, channels())}
+    assert results["expo"].change == "unchanged, 1 duplicate deleted"
+    assert results["expo"].config_id == stored["expo"].config_id
+    assert extra["config_id"] not in stack.emu.world.contact_ways
+    await assert_one_code_per_channel_and_stored(stack, channels())

@@ -21,6 +21,7 @@ from bot.channels import (
     plan,
     spec_digest,
     users_for,
+    way_digest,
 )
 from bot.clock import SHANGHAI
 
@@ -122,6 +123,16 @@ def test_digest_covers_what_wecom_stores(field: dict[str, object]) -> None:
     # Fields WeCom does not store (name, entry tags, welcome) do not cause an update.
     renamed = channel(guides=["a", "b"], name="别名", entry_tags=["渠道/门店"], welcome="standard")
     assert spec_digest(before, ("a", "b")) == spec_digest(renamed, ("a", "b"))
+
+
+def test_way_digest_reads_get_contact_way_as_spec_digest_reads_the_channel() -> None:
+    ch = channel(guides=["a", "b"], remark="门店")
+    way = {"config_id": "c1", "type": 2, "scene": 2, "state": "store_jingan", "remark": "门店"}
+    way |= {"skip_verify": True, "user": ["a", "b"], "party": [], "qr_code": "https://q"}
+    assert way_digest(way) == spec_digest(ch, ("a", "b"))  # an adopted code that matches: unchanged
+    assert way_digest({**way, "user": ["a"]}) == spec_digest(ch, ("a",))
+    assert way_digest({**way, "scene": 1}) != spec_digest(ch, ("a", "b"))
+    assert way_digest({**way, "type": 1}).startswith("1:")  # the type prefix still tells a replace
 
 
 def test_channel_for_state() -> None:
