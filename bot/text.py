@@ -187,7 +187,7 @@ FUNCTION_CHARS = frozenset("怎么什哪几吗呢能不可以会要没有是多�
 
 # Single characters that are function words on their own (有 in 有什么, 能 in 能退吗); others in
 # FUNCTION_CHARS often belong to a content word jieba split apart (可 of 可颂, 多 of 多肉), so they count.
-_FUNCTION_SINGLES = frozenset("有能会要该行啥哪几吗呢么")
+_FUNCTION_SINGLES = frozenset("有能会要该行啥哪几吗呢么谁咋")
 
 
 def is_function_word(word: str) -> bool:

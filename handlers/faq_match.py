@@ -61,6 +61,9 @@ MARGIN = 0.06
 ACK_FACTOR = 0.5
 # A question about another shop or marketplace is at most worth offering to a person.
 ELSEWHERE_FACTOR = 0.75
+# A message made only of question words (你是谁, 多少钱, 怎么办) names no topic: whatever it matches, it
+# matches by phrasing, so it may not reach the answer band on that alone.
+NO_TOPIC_FACTOR = 0.5
 # Weights of the evidence and the factor that maps the raw blend onto the 0..1 scale of the bands.
 W_QUERY, W_QUESTION, W_KEYWORD = 0.60, 0.20, 0.20
 SCALE = 1.35
@@ -129,6 +132,12 @@ def _kind_weight(feature: str) -> float:
     if kind == "f":
         return FUNCTION_WEIGHT
     return QTYPE_WEIGHT if feature[1] == "?" else CONCEPT_WEIGHT
+
+
+def _is_topic(feature: str) -> bool:
+    """True for evidence about what a message is about: words, bigrams, concepts (not question types)."""
+    kind = feature[0]
+    return kind in "wb" or (kind == "c" and feature[1] != "?")
 
 
 def _concepts(norm: str) -> set[str]:
@@ -392,6 +401,8 @@ class FaqIndex:
         factor = (ACK_FACTOR if is_acknowledgement(query.norm) else 1.0) * (
             ELSEWHERE_FACTOR if mentions_elsewhere(query.norm) else 1.0
         )
+        if not any(_is_topic(key) for key in query.weights):
+            factor *= NO_TOPIC_FACTOR
         if factor != 1.0:
             scored = [Candidate(c.id, round(c.score * factor, 4), c.question, c.reasons) for c in scored]
         scored.sort(key=lambda c: (-c.score, c.id))

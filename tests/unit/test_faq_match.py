@@ -97,7 +97,7 @@ def test_paraphrases_rank_first(index: FaqIndex, text: str, expected: str) -> No
     assert 0.0 <= candidates[0].score <= 1.0
 
 
-@pytest.mark.parametrize("text", ["谢谢", "在吗", "好的", "哈哈哈", "👍👍", "今天天气真好"])
+@pytest.mark.parametrize("text", ["谢谢", "在吗", "好的", "哈哈哈", "👍👍", "今天天气真好", "你是谁"])
 def test_chit_chat_is_silent(index: FaqIndex, text: str) -> None:
     assert decide(index, text, answer=ANSWER, suggest=SUGGEST).band == "silent"
 
@@ -110,6 +110,8 @@ def test_chit_chat_is_silent(index: FaqIndex, text: str) -> None:
         "我家宝宝晚上老是哭怎么办",
         "忘记密码了怎么办",  # shares only the phrasing with an entry
         "能不能便宜点",
+        "多少钱",  # question words only: no topic to answer about (a menu at most)
+        "怎么办",
     ],
 )
 def test_near_misses_never_answer(index: FaqIndex, text: str) -> None:
