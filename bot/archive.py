@@ -1,8 +1,11 @@
 """会话内容存档 (chat archive): WeCom's only source of what customers write to guides in 1:1 chats and groups.
 
-Triggers: ArchiveMessagesWaiting (msgaudit_notify). Actions: SyncArchive, whose sender
-(`bot/senders.py`) pulls from the stored seq, stores every message as an inbox row keyed by its
-msgid and the new seq in the same transaction, so nothing is lost and nothing is handled twice.
+Triggers: ArchiveMessagesWaiting (msgaudit_notify), and the `archive_poll` timer every
+`archive.poll_interval_seconds`. Actions: SyncArchive, whose sender (`bot/senders.py`) pulls from
+the stored seq, stores every message as an inbox row keyed by its msgid and the new seq in the same
+transaction, so nothing is lost and nothing is handled twice. The notify carries no id (two in one
+second are one inbox row) and can be lost, so the timer is the safety net: one pull per interval
+(idempotency key `archivesync:archive_poll:{interval}:{slot}`), and it arms the next one.
 
 The archive sits behind `Archive`: `FinanceSdkArchive` wraps WeCom's Finance SDK
 (libWeWorkFinanceSdk_C.so) through ctypes, loaded only when configured; `EmulatorArchive` reads the
@@ -17,6 +20,7 @@ import base64
 import ctypes
 import json
 import logging
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +40,7 @@ _LOGGER = logging.getLogger(__name__)
 router = Router("archive_sync")
 
 CURSOR_NAME = "default"
+POLL_TIMER = "archive_poll"
 EMULATOR_FEED_PATH = "/emulator/archive/chatdata"
 
 
@@ -45,6 +50,35 @@ def on_messages_waiting(event: ev.ArchiveMessagesWaiting, deps: Deps) -> list[ac
     if not deps.settings.archive.enabled:
         return []
     return [act.SyncArchive(event.dedup_key)]
+
+
+def next_poll_at(now: float, interval: int) -> float:
+    """The first multiple of `interval` epoch seconds strictly after `now`."""
+    return float((math.floor(now / interval) + 1) * interval)
+
+
+def schedule_next_poll(now: float, settings: Settings) -> act.Schedule:
+    """The Schedule action for the next safety-net pull, keyed by its interval slot."""
+    interval = settings.archive.poll_interval_seconds
+    due = next_poll_at(now, interval)
+    slot = int(due // interval)
+    # Slots are aligned to the epoch, so every replica and every restart names the same timer: the
+    # first insert wins and the chain never doubles.
+    return act.Schedule(
+        key=f"{POLL_TIMER}:{interval}:{slot}",
+        kind=POLL_TIMER,
+        due_at=due,
+        payload={"interval": interval, "slot": slot},
+    )
+
+
+def on_archive_poll(timer: Any, deps: Deps) -> list[act.Action]:
+    """Timer handler for `archive_poll`: pull once for this interval, then arm the next one."""
+    if not deps.settings.archive.enabled:
+        return []  # switched off since it was armed: the chain ends here
+    # The next slot after now, not after this one: a service that was down does not replay each
+    # missed interval.
+    return [act.SyncArchive(timer.key), schedule_next_poll(deps.clock.timestamp(), deps.settings)]
 
 
 @dataclass(frozen=True)

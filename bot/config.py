@@ -215,6 +215,8 @@ class ArchiveSettings(_Section):
     timeout_seconds: int = Field(5, gt=0)
     proxy: str = ""
     proxy_password: SecretStr | None = None
+    poll_interval_seconds: int = Field(300, gt=0)
+    """A safety-net pull this often: a lost msgaudit_notify, or two in one second, pull once or never."""
 
 
 class LoggingSettings(_Section):

@@ -20,7 +20,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import archive, channel_sync, errors, kf, lifecycle, mass_tasks, metrics
-from bot.archive import Archive, create_archive
+from bot.archive import POLL_TIMER, Archive, create_archive, on_archive_poll
 from bot.clock import Clock
 from bot.config import APP_NAMES, Settings
 from bot.content import ContentStore
@@ -180,6 +180,7 @@ class Runtime:
         outbox = OutboxSender(sessions, effects, context, clock, settings.outbox)
         scheduler = Scheduler(sessions, effects, clock, settings.scheduler, deps)
         scheduler.register(channel_sync.TIMER_KIND, channel_sync.on_channels_sync_timer)
+        scheduler.register(POLL_TIMER, on_archive_poll)
         from handlers import tagging  # capabilities import bot modules: imported when wiring, not at load
 
         scheduler.register(tagging.SYNC_TIMER, tagging.on_tags_sync)
@@ -242,6 +243,11 @@ class Runtime:
             first = channel_sync.schedule_next_sync(self.clock.now(), self.settings)
             async with self.sessions.begin() as session:
                 await self.effects.apply(session, [first], source="startup")
+        if self.settings.archive.enabled:
+            # Keyed by interval slot: every replica may schedule it at start; the first insert wins.
+            poll = archive.schedule_next_poll(self.clock.timestamp(), self.settings)
+            async with self.sessions.begin() as session:
+                await self.effects.apply(session, [poll], source="startup")
         self._listener = Listener(
             self.engine,
             {

@@ -5,8 +5,17 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from bot.archive import CURSOR_NAME
-from bot.store.models import ArchiveCursor, CustomerAttribute, CustomerTag, InboxRow, TimelineEntry
+from bot import archive
+from bot.archive import CURSOR_NAME, POLL_TIMER
+from bot.store.models import (
+    ArchiveCursor,
+    CustomerAttribute,
+    CustomerTag,
+    InboxRow,
+    OutboxRow,
+    TimelineEntry,
+    TimerRow,
+)
 from bot.wecom import callback
 
 ARCHIVE_ON = {"archive.enabled": True}
@@ -91,3 +100,59 @@ async def test_notify_without_an_archive_configured_pulls_nothing(stack) -> None
     await stack.drain()
     assert stack.emu.archive_feed.pulls == []
     assert cust not in await tags_of(stack)
+
+
+async def pending_polls(stack) -> list[str]:
+    async with stack.runtime.sessions() as session:
+        query = select(TimerRow.key).where(TimerRow.kind == POLL_TIMER, TimerRow.status == "pending")
+        return list(await session.scalars(query))
+
+
+async def test_a_message_without_a_notify_is_pulled_by_the_periodic_poll(stack_factory) -> None:
+    stack = await stack_factory(**ARCHIVE_ON)
+    rt = stack.runtime
+    interval = stack.settings.archive.poll_interval_seconds
+    assert interval == 300  # the documented default in config.yaml
+    cust = (await stack.emu.simulate_add_contact(userid="xiaolin"))["external_userid"]
+    await stack.drain()
+
+    # What start_workers does when the archive is enabled; two replicas starting arm one timer.
+    first = archive.schedule_next_poll(stack.clock.timestamp(), stack.settings)
+    async with rt.sessions.begin() as session:
+        await rt.effects.apply(session, [first], source="startup")
+    async with rt.sessions.begin() as session:
+        await rt.effects.apply(
+            session, [archive.schedule_next_poll(stack.clock.timestamp(), stack.settings)], source="startup"
+        )
+    slot = first.payload["slot"]
+    assert await pending_polls(stack) == [f"{POLL_TIMER}:{interval}:{slot}"]
+    assert 0 < first.due_at - stack.clock.timestamp() <= interval
+
+    # The notify is lost: nothing pulls until the interval is over.
+    await stack.emu.simulate_archive_message(cust, "想囤点纸尿裤", notify=False)
+    await stack.drain()
+    feed = stack.emu.archive_feed
+    assert feed.pulls == [] and cust not in await tags_of(stack)
+
+    stack.clock.advance(seconds=first.due_at - stack.clock.timestamp())
+    await stack.drain()
+    assert [seq for seq, _ in feed.pulls] == [0]
+    assert await stored_seq(stack) == 1
+    assert await tags_of(stack) == {cust: {"囤货", "纸尿裤"}}
+    assert await pending_polls(stack) == [f"{POLL_TIMER}:{interval}:{slot + 1}"]  # re-armed, once
+
+    # The next interval pulls from the stored seq.
+    await stack.emu.simulate_archive_message(cust, "宝宝一岁半了", notify=False)
+    stack.clock.advance(seconds=interval)
+    await stack.drain()
+    assert [seq for seq, _ in feed.pulls] == [0, 1]
+    assert await stored_seq(stack) == 2 and "宝妈" in (await tags_of(stack))[cust]
+
+    # Down for ten intervals: one pull on return, not one per missed interval, and the chain goes on.
+    stack.clock.advance(seconds=10 * interval)
+    await stack.drain()
+    assert len(feed.pulls) == 3
+    assert await pending_polls(stack) == [f"{POLL_TIMER}:{interval}:{slot + 12}"]
+    async with rt.sessions() as session:
+        keys = list(await session.scalars(select(OutboxRow.idem_key).where(OutboxRow.kind == "archive_sync")))
+    assert sorted(keys) == [f"archivesync:{POLL_TIMER}:{interval}:{slot + n}" for n in (0, 1, 2)]

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from bot import archive, errors, events
+from bot.clock import FrozenClock
 from bot.wecom import callback
 
 CORP_ID = "ww_stub_corp"
@@ -296,3 +298,35 @@ def test_create_archive_loads_the_sdk_when_configured(settings_factory, stub_lib
 def test_missing_library_is_a_config_error(private_key, tmp_path: Path) -> None:
     with pytest.raises(errors.ConfigError, match="cannot load"):
         archive.FinanceSdkArchive(str(tmp_path / "nope.so"), CORP_ID, SECRET, private_key)
+
+
+@pytest.mark.parametrize(
+    ("now", "interval", "due"),
+    [
+        (1000.0, 300, 1200.0),
+        (1200.0, 300, 1500.0),  # exactly on a boundary: the next one, never now again
+        (1199.9, 300, 1200.0),
+        (59.0, 60, 60.0),
+    ],
+)
+def test_next_poll_at(now: float, interval: int, due: float) -> None:
+    assert archive.next_poll_at(now, interval) == due
+
+
+def test_poll_timer_pulls_once_per_interval_and_arms_the_next(settings_factory) -> None:
+    settings = settings_factory(**{"archive.enabled": True, "archive.poll_interval_seconds": 60})
+    clock = FrozenClock(6000.5)
+    first = archive.schedule_next_poll(clock.timestamp(), settings)
+    assert (first.key, first.kind, first.due_at, first.payload) == (
+        "archive_poll:60:101",
+        "archive_poll",
+        6060.0,
+        {"interval": 60, "slot": 101},
+    )
+    clock.advance(seconds=60)
+    timer = SimpleNamespace(key=first.key, payload=first.payload)
+    pull, nxt = archive.on_archive_poll(timer, SimpleNamespace(settings=settings, clock=clock))
+    assert pull.idem_key == "archivesync:archive_poll:60:101"
+    assert (nxt.key, nxt.due_at) == ("archive_poll:60:102", 6120.0)
+    off = settings.with_overrides(**{"archive.enabled": False})
+    assert archive.on_archive_poll(timer, SimpleNamespace(settings=off, clock=clock)) == []
