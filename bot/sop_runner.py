@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import actions as act
@@ -99,13 +99,20 @@ class SopRunner:
             updates: list[dict[str, Any]] = []
             log_rows: list[dict[str, Any]] = []
             link_rows: list[dict[str, Any]] = []
+            # Tasks this batch gave each guide so far: her budget is shared by all her customers.
+            given: dict[str, int] = {}
             for run in runs:
                 customer = views.get(run.external_userid) or CustomerView(run.external_userid, {})
+                customer = with_guide_tasks(customer, given.get(customer.guide, 0))
                 playbook = playbooks.get(run.playbook_id)
                 outcome = decide_run(run, playbook, customer, self._settings.sop.policy, at)
                 if outcome.send is not None and playbook is not None:
                     actions.extend(self._send(run, customer, outcome, playbook.marketing, now, link_rows))
-                    views[run.external_userid] = counted(customer, outcome.route)
+                    views[run.external_userid] = counted(
+                        views.get(run.external_userid, customer), outcome.route
+                    )
+                    if outcome.route in GUIDE_ROUTES:
+                        given[customer.guide] = given.get(customer.guide, 0) + 1
                 updates.append(
                     {
                         "b_id": run.id,
@@ -174,6 +181,20 @@ class SopRunner:
             .limit(limit)
         )
         rows = (await session.scalars(for_claim(session, query))).all()
+        if rows and session.bind is not None and session.bind.dialect.name == "postgresql":
+            # Caps count a customer's sends across playbooks, so one customer's runs must be decided
+            # by one worker at a time: a run whose customer another worker holds waits for the
+            # next round (the lock ends with the transaction).
+            customers = sorted({r.external_userid for r in rows})
+            held = await session.execute(
+                text(
+                    "SELECT c, pg_try_advisory_xact_lock(hashtextextended(c, 7411))"
+                    " FROM unnest(CAST(:cs AS text[])) AS c"
+                ),
+                {"cs": customers},
+            )
+            mine = {c for c, ok in held if ok}
+            rows = [r for r in rows if r.external_userid in mine]
         return [
             RunView(
                 r.id,
@@ -271,11 +292,14 @@ def _path(directory: str) -> Any:
     return Path(directory)
 
 
+GUIDE_ROUTES = ("mass_task", "guide_notify")
+"""Routes that give the guide a task (her daily budget counts them)."""
+
+
 def counted(customer: CustomerView, route: str) -> CustomerView:
-    """The customer after one more send by `route` (caps hold across runs in one batch)."""
+    """The customer after one more send by `route` (her caps hold across runs in one batch)."""
     h = customer.history
     mass = 1 if route == "mass_task" else 0
-    guide = 1 if route in ("mass_task", "guide_notify") else 0
     history = replace(
         h,
         sent_today=h.sent_today + 1,
@@ -283,9 +307,16 @@ def counted(customer: CustomerView, route: str) -> CustomerView:
         mass_today=h.mass_today + mass,
         mass_this_week=h.mass_this_week + mass,
         mass_this_month=h.mass_this_month + mass,
-        guide_tasks_today=h.guide_tasks_today + guide,
         kf_sent_since=h.kf_sent_since + (1 if route == "kf" else 0),
     )
+    return replace(customer, history=history)
+
+
+def with_guide_tasks(customer: CustomerView, extra: int) -> CustomerView:
+    """The customer with her guide's tasks from this batch added to those stored."""
+    if not extra:
+        return customer
+    history = replace(customer.history, guide_tasks_today=customer.history.guide_tasks_today + extra)
     return replace(customer, history=history)
 
 
