@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -100,8 +101,7 @@ class QuietHours(_Model):
 
     def minutes(self) -> tuple[int, int]:
         """(start, end) as minutes after local midnight."""
-        (h1, m1), (h2, m2) = (map(int, t.split(":")) for t in (self.start, self.end))
-        return h1 * 60 + m1, h2 * 60 + m2
+        return _minutes(self.start, self.end)
 
 
 class PolicyTexts(_Model):
@@ -175,6 +175,13 @@ class PolicySettings(_Model):
 # -------------------------------------------------------------------------------------- quiet hours
 
 
+@functools.lru_cache(maxsize=64)
+def _minutes(start: str, end: str) -> tuple[int, int]:
+    """("21:30", "08:30") -> (1290, 510); cached, since every decision asks."""
+    (h1, m1), (h2, m2) = (map(int, t.split(":")) for t in (start, end))
+    return h1 * 60 + m1, h2 * 60 + m2
+
+
 def is_quiet(when: dt.datetime, settings: PolicySettings) -> bool:
     """True when `when` (aware) falls inside quiet hours, judged in the policy timezone."""
     local = _local(when, settings)
@@ -213,14 +220,24 @@ class CountWindows:
 
 def windows(now: dt.datetime, settings: PolicySettings) -> CountWindows:
     """The local calendar day, ISO week (Monday first) and calendar month containing `now`."""
-    today = _local(now, settings).date()
+    return _windows(_local(now, settings).date(), settings.timezone)
+
+
+@functools.lru_cache(maxsize=32)
+def _windows(today: dt.date, timezone: str) -> CountWindows:
+    """Windows of a local day; cached, since every decision of a batch shares its day."""
+    zone = ZoneInfo(timezone)
+
+    def midnight(day: dt.date) -> dt.datetime:
+        return dt.datetime.combine(day, dt.time(0, 0), zone)
+
     monday = today - dt.timedelta(days=today.weekday())
     first = today.replace(day=1)
     next_first = (first + dt.timedelta(days=32)).replace(day=1)
     return CountWindows(
-        day=(_at(today, 0, settings), _at(today + dt.timedelta(days=1), 0, settings)),
-        week=(_at(monday, 0, settings), _at(monday + dt.timedelta(days=7), 0, settings)),
-        month=(_at(first, 0, settings), _at(next_first, 0, settings)),
+        day=(midnight(today), midnight(today + dt.timedelta(days=1))),
+        week=(midnight(monday), midnight(monday + dt.timedelta(days=7))),
+        month=(midnight(first), midnight(next_first)),
     )
 
 

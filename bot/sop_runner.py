@@ -13,10 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import actions as act
@@ -101,6 +101,7 @@ class SopRunner:
             link_rows: list[dict[str, Any]] = []
             # Tasks this batch gave each guide so far: her budget is shared by all her customers.
             given: dict[str, int] = {}
+            tally: dict[str, int] = {}
             for run in runs:
                 customer = views.get(run.external_userid) or CustomerView(run.external_userid, {})
                 customer = with_guide_tasks(customer, given.get(customer.guide, 0))
@@ -141,7 +142,7 @@ class SopRunner:
                             "at": now,
                         }
                     )
-                    metrics.SOP_STEPS.labels(entry.outcome).inc()
+                    tally[entry.outcome] = tally.get(entry.outcome, 0) + 1
                 actions.extend(_timeline(run, outcome, now))
             table = Enrollment.__table__
             await session.execute(
@@ -164,23 +165,37 @@ class SopRunner:
                 await session.execute(ClickLink.__table__.insert(), link_rows)
             await self._effects.apply_batch(session, [(actions, "sop")])
         self._effects.after_commit(actions)
+        for outcome_name, count in tally.items():
+            metrics.SOP_STEPS.labels(outcome_name).inc(count)
         return len(runs)
 
     async def next_due(self) -> float | None:
         """Epoch seconds of the earliest live run (for the serve loop's wait)."""
-        from sqlalchemy import func
-
         async with self._sessions() as session:
             return await session.scalar(select(func.min(Enrollment.due_at)).where(Enrollment.state.in_(LIVE)))
 
     async def _claim(self, session: AsyncSession, now: float, limit: int) -> list[RunView]:
+        t = Enrollment.__table__.c
+        # Plain rows, not ORM objects: a claim of 500 runs should not build 500 mapped instances.
         query = (
-            select(Enrollment)
-            .where(Enrollment.state.in_(LIVE), Enrollment.due_at <= now)
-            .order_by(Enrollment.due_at)
+            select(
+                t.id,
+                t.external_userid,
+                t.playbook_id,
+                t.iteration,
+                t.enrolled_stage,
+                t.enrolled_at,
+                t.step_id,
+                t.state,
+                t.due_at,
+                t.step_reached_at,
+                t.reaction,
+            )
+            .where(t.state.in_(LIVE), t.due_at <= now)
+            .order_by(t.due_at)
             .limit(limit)
         )
-        rows = (await session.scalars(for_claim(session, query))).all()
+        rows = (await session.execute(for_claim(session, query))).all()
         if rows and session.bind is not None and session.bind.dialect.name == "postgresql":
             # Caps count a customer's sends across playbooks, so one customer's runs must be decided
             # by one worker at a time: a run whose customer another worker holds waits for the
@@ -195,22 +210,7 @@ class SopRunner:
             )
             mine = {c for c, ok in held if ok}
             rows = [r for r in rows if r.external_userid in mine]
-        return [
-            RunView(
-                r.id,
-                r.external_userid,
-                r.playbook_id,
-                r.iteration,
-                r.enrolled_stage,
-                r.enrolled_at,
-                r.step_id,
-                r.state,
-                r.due_at,
-                r.step_reached_at,
-                r.reaction,
-            )
-            for r in rows
-        ]
+        return [RunView(*r) for r in rows]
 
     def _send(
         self,
@@ -300,24 +300,38 @@ def counted(customer: CustomerView, route: str) -> CustomerView:
     """The customer after one more send by `route` (her caps hold across runs in one batch)."""
     h = customer.history
     mass = 1 if route == "mass_task" else 0
-    history = replace(
-        h,
-        sent_today=h.sent_today + 1,
-        sent_this_week=h.sent_this_week + 1,
-        mass_today=h.mass_today + mass,
-        mass_this_week=h.mass_this_week + mass,
-        mass_this_month=h.mass_this_month + mass,
-        kf_sent_since=h.kf_sent_since + (1 if route == "kf" else 0),
+    # Built field by field: dataclasses.replace costs more than the decision it feeds.
+    history = policy.SendHistory(
+        h.sent_today + 1,
+        h.sent_this_week + 1,
+        h.mass_today + mass,
+        h.mass_this_week + mass,
+        h.mass_this_month + mass,
+        h.guide_tasks_today,
+        h.unsubscribed,
+        h.kf_last_customer_message_at,
+        h.kf_sent_since + (1 if route == "kf" else 0),
     )
-    return replace(customer, history=history)
+    return CustomerView(customer.external_userid, customer.facts, customer.guide, customer.open_kfid, history)
 
 
 def with_guide_tasks(customer: CustomerView, extra: int) -> CustomerView:
     """The customer with her guide's tasks from this batch added to those stored."""
     if not extra:
         return customer
-    history = replace(customer.history, guide_tasks_today=customer.history.guide_tasks_today + extra)
-    return replace(customer, history=history)
+    h = customer.history
+    history = policy.SendHistory(
+        h.sent_today,
+        h.sent_this_week,
+        h.mass_today,
+        h.mass_this_week,
+        h.mass_this_month,
+        h.guide_tasks_today + extra,
+        h.unsubscribed,
+        h.kf_last_customer_message_at,
+        h.kf_sent_since,
+    )
+    return CustomerView(customer.external_userid, customer.facts, customer.guide, customer.open_kfid, history)
 
 
 def _timeline(run: RunView, outcome: RunOutcome, now: float) -> list[act.Action]:
@@ -365,9 +379,23 @@ async def load_customers(
     tz = policy_zone(settings)
     local_now = dt.datetime.fromtimestamp(now, tz)
     windows = policy.windows(local_now, settings.sop.policy)
+    c = Customer.__table__.c
+    # Plain rows: facts() reads attributes, and 500 mapped instances per batch cost more than the query.
     rows = {
-        c.external_userid: c
-        for c in (await session.scalars(select(Customer).where(Customer.external_userid.in_(ids))))
+        r.external_userid: r
+        for r in await session.execute(
+            select(
+                c.external_userid,
+                c.name,
+                c.stage,
+                c.first_state,
+                c.lead_score,
+                c.first_seen_at,
+                c.stage_since,
+                c.last_message_at,
+                c.unsubscribed_at,
+            ).where(c.external_userid.in_(ids))
+        )
     }
     tags: dict[str, list[str]] = {}
     for customer, tag in await session.execute(
@@ -394,8 +422,13 @@ async def load_customers(
         # The guide she added most recently is the one who knows her now.
         if customer not in guides or added_at > guides[customer][1]:
             guides[customer] = (userid, added_at)
-    kf: dict[str, KfSession] = {}
-    for row in await session.scalars(select(KfSession).where(KfSession.external_userid.in_(ids))):
+    kf: dict[str, Any] = {}
+    k = KfSession.__table__.c
+    for row in await session.execute(
+        select(k.external_userid, k.open_kfid, k.last_customer_at, k.sent_since_customer).where(
+            k.external_userid.in_(ids)
+        )
+    ):
         if row.external_userid not in kf or row.last_customer_at > kf[row.external_userid].last_customer_at:
             kf[row.external_userid] = row
     sent: dict[str, list[tuple[str, float]]] = {}
@@ -410,15 +443,21 @@ async def load_customers(
     ):
         sent.setdefault(customer, []).append((route, at))
     guide_ids = sorted({g for g, _ in guides.values()})
-    tasks: dict[str, int] = {}
     day_start = windows.day[0].timestamp()
-    for userid, route in await session.execute(
-        select(SopLog.userid, SopLog.route).where(
-            SopLog.userid.in_(guide_ids), SopLog.outcome == "sent", SopLog.at >= day_start
-        )
-    ):
-        if route in ("mass_task", "guide_notify"):
-            tasks[userid] = tasks.get(userid, 0) + 1
+    tasks: dict[str, int] = dict(
+        (
+            await session.execute(
+                select(SopLog.userid, func.count())
+                .where(
+                    SopLog.userid.in_(guide_ids),
+                    SopLog.outcome == "sent",
+                    SopLog.route.in_(GUIDE_ROUTES),
+                    SopLog.at >= day_start,
+                )
+                .group_by(SopLog.userid)
+            )
+        ).all()
+    )
     channels = await _channels(session, {r.first_state for r in rows.values() if r.first_state})
     out: dict[str, CustomerView] = {}
     for customer in ids:
@@ -461,7 +500,7 @@ async def _channels(session: AsyncSession, states: set[str]) -> dict[str, str]:
 
 
 def facts(
-    row: Customer | None,
+    row: Any,
     tags: list[str],
     attributes: dict[str, Any],
     guide: str,

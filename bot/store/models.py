@@ -397,7 +397,10 @@ class SopLog(Base):
     userid: Mapped[str] = mapped_column(String(64), default="")
     at: Mapped[float] = mapped_column(Float)
 
-    __table_args__ = (Index("ix_sop_log_customer", "external_userid", "outcome", "at"),)
+    __table_args__ = (
+        Index("ix_sop_log_customer", "external_userid", "outcome", "at"),
+        Index("ix_sop_log_guide", "userid", "at"),
+    )
 
 
 class ClickLink(Base):
