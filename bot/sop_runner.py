@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import String, any_, bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import actions as act
@@ -144,21 +145,7 @@ class SopRunner:
                     )
                     tally[entry.outcome] = tally.get(entry.outcome, 0) + 1
                 actions.extend(_timeline(run, outcome, now))
-            table = Enrollment.__table__
-            await session.execute(
-                update(table)
-                .where(table.c.id == bindparam("b_id"))
-                .values(
-                    state=bindparam("b_state"),
-                    step_id=bindparam("b_step"),
-                    due_at=bindparam("b_due"),
-                    step_reached_at=bindparam("b_reached"),
-                    reason=bindparam("b_reason"),
-                    reaction="",
-                    updated_at=bindparam("b_at"),
-                ),
-                updates,
-            )
+            await _advance_runs(session, updates)
             if log_rows:
                 await session.execute(SopLog.__table__.insert(), log_rows)
             if link_rows:
@@ -376,6 +363,7 @@ async def load_customers(
 ) -> dict[str, CustomerView]:
     """Facts, guide, kf session and send history of `customers`, in a few queries."""
     ids = sorted(set(customers))
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     tz = policy_zone(settings)
     local_now = dt.datetime.fromtimestamp(now, tz)
     windows = policy.windows(local_now, settings.sop.policy)
@@ -394,20 +382,20 @@ async def load_customers(
                 c.stage_since,
                 c.last_message_at,
                 c.unsubscribed_at,
-            ).where(c.external_userid.in_(ids))
+            ).where(one_of(c.external_userid, ids, dialect))
         )
     }
     tags: dict[str, list[str]] = {}
     for customer, tag in await session.execute(
         select(CustomerTag.external_userid, CustomerTag.tag_name).where(
-            CustomerTag.external_userid.in_(ids), CustomerTag.removed_at.is_(None)
+            one_of(CustomerTag.external_userid, ids, dialect), CustomerTag.removed_at.is_(None)
         )
     ):
         tags.setdefault(customer, []).append(tag)
     attributes: dict[str, dict[str, Any]] = {}
     for customer, key, value in await session.execute(
         select(CustomerAttribute.external_userid, CustomerAttribute.key, CustomerAttribute.value).where(
-            CustomerAttribute.external_userid.in_(ids)
+            one_of(CustomerAttribute.external_userid, ids, dialect)
         )
     ):
         values = attributes.setdefault(customer, {})
@@ -416,7 +404,7 @@ async def load_customers(
     guides: dict[str, tuple[str, float]] = {}
     for customer, userid, added_at in await session.execute(
         select(Follow.external_userid, Follow.userid, Follow.added_at).where(
-            Follow.external_userid.in_(ids), Follow.ended_at.is_(None), Follow.status == "active"
+            one_of(Follow.external_userid, ids, dialect), Follow.ended_at.is_(None), Follow.status == "active"
         )
     ):
         # The guide she added most recently is the one who knows her now.
@@ -426,7 +414,7 @@ async def load_customers(
     k = KfSession.__table__.c
     for row in await session.execute(
         select(k.external_userid, k.open_kfid, k.last_customer_at, k.sent_since_customer).where(
-            k.external_userid.in_(ids)
+            one_of(k.external_userid, ids, dialect)
         )
     ):
         if row.external_userid not in kf or row.last_customer_at > kf[row.external_userid].last_customer_at:
@@ -436,7 +424,7 @@ async def load_customers(
     week_start = windows.week[0].timestamp()
     for customer, route, at in await session.execute(
         select(SopLog.external_userid, SopLog.route, SopLog.at).where(
-            SopLog.external_userid.in_(ids),
+            one_of(SopLog.external_userid, ids, dialect),
             SopLog.outcome == "sent",
             SopLog.at >= min(month_start, week_start),
         )
@@ -449,7 +437,7 @@ async def load_customers(
             await session.execute(
                 select(SopLog.userid, func.count())
                 .where(
-                    SopLog.userid.in_(guide_ids),
+                    one_of(SopLog.userid, guide_ids, dialect),
                     SopLog.outcome == "sent",
                     SopLog.route.in_(GUIDE_ROUTES),
                     SopLog.at >= day_start,
@@ -488,6 +476,53 @@ async def load_customers(
             history=history,
         )
     return out
+
+
+async def _advance_runs(session: AsyncSession, updates: list[dict[str, Any]]) -> None:
+    """Write the runs' new state: one UPDATE ... FROM unnest(...) on PostgreSQL, executemany elsewhere."""
+    table = Enrollment.__table__
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        # One statement for the batch instead of one per run (asyncpg runs executemany row by row).
+        columns = ("b_id", "b_state", "b_step", "b_due", "b_reached", "b_reason", "b_at")
+        await session.execute(
+            text(
+                "UPDATE enrollments AS e SET state = v.state, step_id = v.step, due_at = v.due,"
+                " step_reached_at = v.reached, reason = v.reason, reaction = '', updated_at = v.at"
+                " FROM unnest(CAST(:ids AS integer[]), CAST(:states AS text[]), CAST(:steps AS text[]),"
+                " CAST(:dues AS float8[]), CAST(:reached AS float8[]), CAST(:reasons AS text[]),"
+                " CAST(:ats AS float8[])) AS v(id, state, step, due, reached, reason, at)"
+                " WHERE e.id = v.id"
+            ),
+            dict(
+                zip(
+                    ("ids", "states", "steps", "dues", "reached", "reasons", "ats"),
+                    ([u[c] for u in updates] for c in columns),
+                    strict=True,
+                )
+            ),
+        )
+        return
+    await session.execute(
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values(
+            state=bindparam("b_state"),
+            step_id=bindparam("b_step"),
+            due_at=bindparam("b_due"),
+            step_reached_at=bindparam("b_reached"),
+            reason=bindparam("b_reason"),
+            reaction="",
+            updated_at=bindparam("b_at"),
+        ),
+        updates,
+    )
+
+
+def one_of(column: Any, values: Sequence[str], dialect: str) -> Any:
+    """`column IN values`; on PostgreSQL `= ANY(array)`, one parameter instead of hundreds."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(String())))
+    return column.in_(values)
 
 
 async def _channels(session: AsyncSession, states: set[str]) -> dict[str, str]:
