@@ -47,6 +47,9 @@ from handlers.welcome import wecom_attachment
 _LOGGER = logging.getLogger(__name__)
 
 LIVE = ("due", "waiting")
+# Literal, not bound: PostgreSQL uses the partial index ix_enrollments_live_due only when it can
+# see that the query's predicate is the index's.
+LIVE_SQL = text("enrollments.state IN ('due', 'waiting')")
 
 
 @dataclass(frozen=True)
@@ -159,7 +162,7 @@ class SopRunner:
     async def next_due(self) -> float | None:
         """Epoch seconds of the earliest live run (for the serve loop's wait)."""
         async with self._sessions() as session:
-            return await session.scalar(select(func.min(Enrollment.due_at)).where(Enrollment.state.in_(LIVE)))
+            return await session.scalar(select(func.min(Enrollment.due_at)).where(LIVE_SQL))
 
     async def _claim(self, session: AsyncSession, now: float, limit: int) -> list[RunView]:
         t = Enrollment.__table__.c
@@ -178,7 +181,7 @@ class SopRunner:
                 t.step_reached_at,
                 t.reaction,
             )
-            .where(t.state.in_(LIVE), t.due_at <= now)
+            .where(LIVE_SQL, t.due_at <= now)
             .order_by(t.due_at)
             .limit(limit)
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Float, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -375,6 +375,12 @@ class Enrollment(Base):
     __table_args__ = (
         UniqueConstraint("external_userid", "playbook_id", "iteration", name="uq_enrollment_run"),
         Index("ix_enrollments_due", "state", "due_at"),
+        Index(
+            "ix_enrollments_live_due",
+            "due_at",
+            postgresql_where=text("state IN ('due', 'waiting')"),
+            sqlite_where=text("state IN ('due', 'waiting')"),
+        ),
         Index("ix_enrollments_customer", "external_userid", "state"),
     )
 

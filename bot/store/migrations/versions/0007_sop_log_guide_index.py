@@ -1,7 +1,9 @@
-"""sop_log index by guide
+"""SOP runner indexes: sop_log by guide, live runs by due time
 
 The manners count the tasks each guide was given today for every batch the SOP runner claims;
-without an index on (userid, at) that count scanned the whole log.
+without an index on (userid, at) that count scanned the whole log. The runner claims live runs
+(due or waiting) in due order: a partial index on due_at over live runs serves that directly,
+where the (state, due_at) index had PostgreSQL sort every due run of both states per batch.
 
 Revision ID: 0007
 Revises: 0006
@@ -10,7 +12,10 @@ Create Date: 2026-11-23 00:00:00
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
+
+LIVE = sa.text("state IN ('due', 'waiting')")
 
 revision = "0007"
 down_revision = "0006"
@@ -20,7 +25,11 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_index("ix_sop_log_guide", "sop_log", ["userid", "at"])
+    op.create_index(
+        "ix_enrollments_live_due", "enrollments", ["due_at"], postgresql_where=LIVE, sqlite_where=LIVE
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_enrollments_live_due", table_name="enrollments")
     op.drop_index("ix_sop_log_guide", table_name="sop_log")
