@@ -103,6 +103,7 @@ class InboxSettings(_Section):
     backoff_max_seconds: float = Field(300.0, gt=0)
     lease_seconds: float = Field(60.0, gt=0)
     batch_size: int = Field(50, gt=0)
+    workers: int = Field(2, ge=1, le=16)
     poll_interval_seconds: float = Field(1.0, gt=0)
     retention_days: float = Field(7.0, gt=0)
 

@@ -50,6 +50,8 @@ class WelcomeHistory:
     tags: frozenset[str] = frozenset()
     returning: bool = False
     """True when the customer followed one of our guides before this add, or has tags."""
+    name: str = ""
+    """Her name as stored (an earlier add's externalcontact/get); "" for someone new."""
 
 
 class WelcomeHistoryReader(Protocol):

@@ -38,7 +38,7 @@ from bot.store import db, housekeeping
 from bot.store.db import Sessions
 from bot.store.models import InboxRow, OutboxRow, TimerRow
 from bot.store.notify import Listener
-from bot.store.readers import CustomerTags, KfSessions, LifecycleReader, WelcomeHistories
+from bot.store.readers import CustomerNames, CustomerTags, KfSessions, LifecycleReader, WelcomeHistories
 from bot.wecom.client import WeComClient
 from bot.wecom.crypto import CallbackCrypto
 from bot.wecom.tokens import TokenCache
@@ -176,6 +176,7 @@ class Runtime:
             archive=archive,
             archive_batch=settings.archive.batch_limit,
             sop=settings.sop,
+            names=CustomerNames(sessions),
         )
         outbox = OutboxSender(sessions, effects, context, clock, settings.outbox)
         scheduler = Scheduler(sessions, effects, clock, settings.scheduler, deps)
@@ -288,7 +289,19 @@ class Runtime:
                 self.runner.next_due,
             ),
         )
-        for name, step, wakeup, interval, next_due in loops:
+        # More than one inbox loop overlaps one batch's database round trips with the next batch's
+        # decisions; claims never give two loops rows of one customer (as across replicas).
+        extra_inbox = tuple(
+            (
+                f"inbox-{i}",
+                self.worker.run_once,
+                self.inbox.wakeup,
+                self.settings.inbox.poll_interval_seconds,
+                None,
+            )
+            for i in range(2, self.settings.inbox.workers + 1)
+        )
+        for name, step, wakeup, interval, next_due in (*loops, *extra_inbox):
             task = asyncio.create_task(
                 self._loop(name, step, wakeup, interval, next_due), name=f"siyu-{name}"
             )

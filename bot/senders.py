@@ -68,6 +68,8 @@ class SendContext:
     archive_batch: int = 1000
     sop: SopSettings = field(default_factory=SopSettings)
     """When to check mass-send tasks and how often to remind the guide."""
+    names: Any = None
+    """bot.store.readers.CustomerNames: batched name lookups for `{customer_name}`."""
 
 
 Sender = Callable[[SendContext, Any], Awaitable[Sent]]
@@ -138,19 +140,38 @@ async def _wecom_attachment(ctx: SendContext, item: dict[str, Any]) -> dict[str,
     return {"msgtype": msgtype, msgtype: body}
 
 
+# path -> (digest, read at): a burst of welcomes with one image reads and hashes it once.
+_DIGESTS: dict[str, tuple[str, float]] = {}
+DIGEST_TTL_SECONDS = 60.0
+"""An edited image is picked up within a minute."""
+
+
+async def _library_file(path: str, now: float) -> tuple[str, bytes | None]:
+    """(sha256 of the file, its bytes when they were just read)."""
+    known = _DIGESTS.get(path)
+    if known is not None and now - known[1] < DIGEST_TTL_SECONDS:
+        return known[0], None
+    data = await asyncio.to_thread(Path(path).read_bytes)
+    digest = hashlib.sha256(data).hexdigest()
+    _DIGESTS[path] = (digest, now)
+    return digest, data
+
+
 async def _media_id(ctx: SendContext, path: str) -> str | None:
     """media/upload of a library file, cached by content digest (temp media live 3 days)."""
     try:
-        data = await asyncio.to_thread(Path(path).read_bytes)
+        digest, data = await _library_file(path, ctx.clock.monotonic())
     except OSError:
         # Better a welcome without the picture than none at all; validate catches this before serving.
         _LOGGER.warning("welcome attachment file missing", extra={"path": path})
         return None
-    key = f"media:image:{hashlib.sha256(data).hexdigest()}"
+    key = f"media:image:{digest}"
     if ctx.kv is not None:
         cached = await ctx.kv.get(key)
         if cached:
             return str(cached)
+    if data is None:
+        data = await asyncio.to_thread(Path(path).read_bytes)
     answer = await ctx.client.upload_media("image", Path(path).name, data)
     media_id = str(answer.get("media_id", ""))
     if ctx.kv is not None and media_id:
@@ -159,6 +180,8 @@ async def _media_id(ctx: SendContext, path: str) -> str | None:
 
 
 async def _customer_name(ctx: SendContext, external_userid: str) -> str:
+    if ctx.names is not None:
+        return await ctx.names.get(external_userid)  # a burst of welcomes shares one query
     async with ctx.sessions() as session:
         name = await session.scalar(select(Customer.name).where(Customer.external_userid == external_userid))
     return name or ""

@@ -1,9 +1,9 @@
 """Welcome: greet a new contact with the script the rules choose, inside WeCom's 20 s window.
 
 Triggers: ContactAdded, ContactHalfAdded and ArchiveConsent (each may carry a WelcomeCode).
-Actions: SendWelcome (the text with every variable but {customer_name} filled in, which the sender
-fills from the profile; attachments as WeCom shapes, local images by path for the sender to
-upload); RecordWelcomeAssignment (script and A/B variant, the first per customer x guide sticks);
+Actions: SendWelcome (the text with every variable filled in, {customer_name} from the profile as
+it stands when the add is read; attachments as WeCom shapes, local images by path for the sender
+to upload); RecordWelcomeAssignment (script and A/B variant, the first per customer x guide sticks);
 RecordTimeline when an add came without a WelcomeCode or no welcome.yaml is configured.
 Idempotency: the outbox key `welcome:{welcome_code}` (a code works once), its deadline the event's
 CreateTime + `welcome.window_seconds`; the assignment is unique per customer x guide; the "no
@@ -24,7 +24,7 @@ from bot import actions as act
 from bot import events as ev
 from bot.actions import Action
 from bot.clock import SHANGHAI
-from bot.content import ImageAttachment, LinkAttachment, MiniprogramAttachment
+from bot.content import ImageAttachment, LinkAttachment, MiniprogramAttachment, render
 from bot.deps import Deps, WelcomeHistory
 from bot.router import Router
 from bot.welcome_rules import Script, Variant, WelcomeRules, rules_from_files
@@ -126,8 +126,9 @@ def welcome_actions(
     library: Path,
     at: float,
     window_seconds: float,
+    customer_name: str | None = None,
 ) -> list[Action]:
-    """The send and the assignment for one add with a WelcomeCode."""
+    """The send and the assignment for one add with a WelcomeCode (None name: the sender looks it up)."""
     code = str(getattr(event, "welcome_code", ""))
     guide = rules.guides.get(event.userid)
     values = {
@@ -136,11 +137,15 @@ def welcome_actions(
         "store": guide.store if guide else "",
     }
     variant = pick.variant
+    if customer_name is None:
+        text = fill(variant.text, values)  # the sender fills {customer_name}
+    else:
+        text = render(variant.text, {**values, "customer_name": customer_name})
     return [
         act.SendWelcome(
             code,
             event.external_userid,
-            text=fill(variant.text, values),
+            text=text,
             attachments=tuple(wecom_attachment(a, library) for a in variant.attachments),
             event_time=at,
             window_seconds=window_seconds,
@@ -181,4 +186,5 @@ async def on_added(event: ev.ContactEvent, deps: Deps) -> list[Action]:
         library=Path(deps.settings.content.dir),
         at=at,
         window_seconds=deps.settings.welcome.window_seconds,
+        customer_name=history.name if deps.welcome_history is not None else None,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from sqlalchemy import func, select
 
@@ -19,6 +20,9 @@ from bot.store.models import (
     Order,
     TimelineEntry,
 )
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class KfSessions:
@@ -78,105 +82,35 @@ class CustomerTags:
             return TagSyncView(tuple((g, t) for g, t in tags), tuple(guides))
 
 
-class WelcomeHistories:
-    """Reads what the welcome rules need: the customer's live tags and whether they followed us before.
+class Coalesced(Generic[K, V]):
+    """A reader whose lookups made in one turn of the event loop are answered by one batch query.
 
-    Add events arrive in bursts and the inbox decides a claimed batch concurrently, so concurrent
-    `get` calls are coalesced: the first schedules one lookup for every request made in the same
-    turn of the event loop (two queries with `IN`, instead of a session and two queries each).
+    Callbacks, inbox rows and outbox sends arrive in bursts and are handled concurrently, so a
+    session and a few queries per item would cost more than the work itself. The first `get` of a
+    turn schedules `_fetch` for every key asked for by then (`call_soon` runs after the tasks
+    already ready); each caller gets its own answer, or the batch's exception.
     """
 
     def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
-        self._waiting: list[tuple[tuple[str, str, float], asyncio.Future[WelcomeHistory]]] = []
+        self._waiting: list[tuple[K, asyncio.Future[V]]] = []
 
-    async def get(self, external_userid: str, userid: str, added_at: float) -> WelcomeHistory:
-        """Tags, and follows other than the one this add created (a replayed add must not look returning)."""
-        future: asyncio.Future[WelcomeHistory] = asyncio.get_running_loop().create_future()
+    async def _get(self, key: K) -> V:
+        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
         if not self._waiting:
-            # Runs after every task already ready in this turn has queued its request.
-            asyncio.get_running_loop().call_soon(self._start_lookup)
-        self._waiting.append(((external_userid, userid, added_at), future))
+            asyncio.get_running_loop().call_soon(self._start)
+        self._waiting.append((key, future))
         return await future
 
-    def _start_lookup(self) -> None:
+    def _start(self) -> None:
         batch, self._waiting = self._waiting, []
-        task = asyncio.create_task(self._lookup(batch), name="siyu-welcome-history")
+        task = asyncio.create_task(self._answer(batch), name=f"siyu-{type(self).__name__}")
         _LOOKUPS.add(task)
         task.add_done_callback(_LOOKUPS.discard)
 
-    async def _lookup(
-        self, batch: list[tuple[tuple[str, str, float], asyncio.Future[WelcomeHistory]]]
-    ) -> None:
+    async def _answer(self, batch: list[tuple[K, asyncio.Future[V]]]) -> None:
         try:
-            customers = sorted({key[0] for key, _ in batch})
-            async with self._sessions() as session:
-                tag_rows = await session.execute(
-                    select(CustomerTag.external_userid, CustomerTag.tag_name).where(
-                        CustomerTag.external_userid.in_(customers), CustomerTag.removed_at.is_(None)
-                    )
-                )
-                follow_rows = await session.execute(
-                    select(Follow.external_userid, Follow.userid, Follow.added_at).where(
-                        Follow.external_userid.in_(customers)
-                    )
-                )
-        except Exception as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        tags: dict[str, set[str]] = {}
-        for customer, tag in tag_rows:
-            tags.setdefault(customer, set()).add(tag)
-        follows: dict[str, list[tuple[str, float]]] = {}
-        for customer, guide, at in follow_rows:
-            follows.setdefault(customer, []).append((guide, at))
-        for (customer, userid, added_at), future in batch:
-            tag_set = frozenset(tags.get(customer, ()))
-            earlier = any(guide != userid or at < added_at for guide, at in follows.get(customer, ()))
-            if not future.done():
-                future.set_result(WelcomeHistory(tag_set, earlier or bool(tag_set)))
-
-
-# Lookups in flight: the event loop keeps only weak references to tasks.
-_LOOKUPS: set[asyncio.Task[None]] = set()
-
-
-class LifecycleReader:
-    """Reads what the lifecycle rules need about customers (bot/lifecycle.StageFacts), as stored now.
-
-    Like WelcomeHistories, concurrent `get` calls made in one turn of the event loop are answered
-    together (a handful of IN queries), because adds and messages arrive in bursts.
-    """
-
-    MESSAGE_KINDS = ("kf_message", "chat_message", "robot_message")
-
-    def __init__(self, sessions: Sessions) -> None:
-        self._sessions = sessions
-        self._waiting: list[tuple[tuple[str, float, tuple[str, ...]], asyncio.Future[StoredFacts]]] = []
-
-    async def get(
-        self, external_userid: str, window_start: float, purchase_tags: tuple[str, ...]
-    ) -> StoredFacts:
-        """Stage, follows, groups, messages since `window_start`, orders and purchase tags of a customer."""
-        future: asyncio.Future[StoredFacts] = asyncio.get_running_loop().create_future()
-        if not self._waiting:
-            asyncio.get_running_loop().call_soon(self._start_lookup)
-        self._waiting.append(((external_userid, window_start, tuple(purchase_tags)), future))
-        return await future
-
-    def _start_lookup(self) -> None:
-        batch, self._waiting = self._waiting, []
-        task = asyncio.create_task(self._lookup(batch), name="siyu-lifecycle-facts")
-        _LOOKUPS.add(task)
-        task.add_done_callback(_LOOKUPS.discard)
-
-    async def _lookup(
-        self, batch: list[tuple[tuple[str, float, tuple[str, ...]], asyncio.Future[StoredFacts]]]
-    ) -> None:
-        try:
-            found = await self._read(batch)
+            found = await self._fetch([key for key, _ in batch])
         except Exception as exc:
             for _, future in batch:
                 if not future.done():
@@ -186,12 +120,97 @@ class LifecycleReader:
             if not future.done():
                 future.set_result(found[key])
 
-    async def _read(
-        self, batch: list[tuple[tuple[str, float, tuple[str, ...]], asyncio.Future[StoredFacts]]]
+    async def _fetch(self, keys: list[K]) -> dict[K, V]:
+        """Answers for every key of a batch (keys may repeat)."""
+        raise NotImplementedError
+
+
+# Lookups in flight: the event loop keeps only weak references to tasks.
+_LOOKUPS: set[asyncio.Task[None]] = set()
+
+
+class WelcomeHistories(Coalesced[tuple[str, str, float], WelcomeHistory]):
+    """Reads what the welcome rules need: the customer's live tags and whether they followed us before."""
+
+    async def get(self, external_userid: str, userid: str, added_at: float) -> WelcomeHistory:
+        """Tags, and follows other than the one this add created (a replayed add must not look returning)."""
+        return await self._get((external_userid, userid, added_at))
+
+    async def _fetch(
+        self, keys: list[tuple[str, str, float]]
+    ) -> dict[tuple[str, str, float], WelcomeHistory]:
+        customers = sorted({key[0] for key in keys})
+        async with self._sessions() as session:
+            tag_rows = await session.execute(
+                select(CustomerTag.external_userid, CustomerTag.tag_name).where(
+                    CustomerTag.external_userid.in_(customers), CustomerTag.removed_at.is_(None)
+                )
+            )
+            follow_rows = await session.execute(
+                select(Follow.external_userid, Follow.userid, Follow.added_at).where(
+                    Follow.external_userid.in_(customers)
+                )
+            )
+            names = dict(
+                (
+                    await session.execute(
+                        select(Customer.external_userid, Customer.name).where(
+                            Customer.external_userid.in_(customers)
+                        )
+                    )
+                ).all()
+            )
+        tags: dict[str, set[str]] = {}
+        for customer, tag in tag_rows:
+            tags.setdefault(customer, set()).add(tag)
+        follows: dict[str, list[tuple[str, float]]] = {}
+        for customer, guide, at in follow_rows:
+            follows.setdefault(customer, []).append((guide, at))
+        out = {}
+        for customer, userid, added_at in keys:
+            tag_set = frozenset(tags.get(customer, ()))
+            earlier = any(guide != userid or at < added_at for guide, at in follows.get(customer, ()))
+            out[(customer, userid, added_at)] = WelcomeHistory(
+                tag_set, earlier or bool(tag_set), names.get(customer) or ""
+            )
+        return out
+
+
+class CustomerNames(Coalesced[str, str]):
+    """Customers' names (from externalcontact/get), for `{customer_name}` in what is sent."""
+
+    async def get(self, external_userid: str) -> str:
+        """The stored name, or "" while Siyu knows none."""
+        return await self._get(external_userid)
+
+    async def _fetch(self, keys: list[str]) -> dict[str, str]:
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(Customer.external_userid, Customer.name).where(
+                    Customer.external_userid.in_(sorted(set(keys)))
+                )
+            )
+            names = {customer: name or "" for customer, name in rows}
+        return {key: names.get(key, "") for key in keys}
+
+
+class LifecycleReader(Coalesced[tuple[str, float, tuple[str, ...]], "StoredFacts"]):
+    """Reads what the lifecycle rules need about customers (bot/lifecycle.StageFacts), as stored now."""
+
+    MESSAGE_KINDS = ("kf_message", "chat_message", "robot_message")
+
+    async def get(
+        self, external_userid: str, window_start: float, purchase_tags: tuple[str, ...]
+    ) -> StoredFacts:
+        """Stage, follows, groups, messages since `window_start`, orders and purchase tags of a customer."""
+        return await self._get((external_userid, window_start, tuple(purchase_tags)))
+
+    async def _fetch(
+        self, keys: list[tuple[str, float, tuple[str, ...]]]
     ) -> dict[tuple[str, float, tuple[str, ...]], StoredFacts]:
-        ids = sorted({key[0] for key, _ in batch})
-        since = min(key[1] for key, _ in batch)
-        tags = sorted({t for key, _ in batch for t in key[2]})
+        ids = sorted({key[0] for key in keys})
+        since = min(key[1] for key in keys)
+        tags = sorted({t for key in keys for t in key[2]})
         async with self._sessions() as session:
             customers = {
                 c: (stage, last, unsub)
@@ -247,7 +266,7 @@ class LifecycleReader:
                 ):
                     tagged[(c, tag)] = added
         out = {}
-        for key, _ in batch:
+        for key in keys:
             customer, window_start, purchase_tags = key
             stage, last, unsub = customers.get(customer, (None, None, None))
             follow_times = follows.get(customer, [])

@@ -392,6 +392,7 @@ async def test_the_guide_daily_task_budget_holds_within_a_batch(
     assert len(await outbox_keys(sessions)) == 2
 
 
+@pytest.mark.parametrize("engine", ["postgres"], indirect=True)  # two replicas need a server database
 async def test_the_daily_cap_holds_across_playbooks_claimed_by_two_workers_at_once(
     engine: AsyncEngine,
     sessions: Sessions,
@@ -399,8 +400,6 @@ async def test_the_daily_cap_holds_across_playbooks_claimed_by_two_workers_at_on
     settings_factory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("two replicas at once need PostgreSQL (embedded SQLite serves one process)")
     customer = customer_id(4)
     due = DAY1_10.timestamp()
     await seed(sessions, [customer], [(customer, "nurture", "d1", due), (customer, "recall", "d1", due)])
