@@ -16,7 +16,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, exists, or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -29,7 +29,7 @@ from bot.router import Dispatcher
 from bot.store import bulk
 from bot.store.db import Sessions
 from bot.store.models import InboxRow
-from bot.store.sql import claim, insert_ignore
+from bot.store.sql import claim, insert_ignore, update_by_id
 from bot.wecom import callback
 
 _LOGGER = logging.getLogger(__name__)
@@ -292,28 +292,18 @@ class InboxWorker:
     async def _commit(self, outcomes: Sequence[Finished]) -> None:
         """Apply the outcomes' effects and the rows' new state in one transaction."""
         now = self._clock.timestamp()
-        table = InboxRow.__table__
-        # One statement per distinct set of columns, each an executemany over its rows.
-        updates: dict[tuple[str, ...], list[dict]] = {}
+        changes = []
         for outcome in outcomes:
             values = {"locked_until": None, "last_error": None, **outcome.values}
             if values["status"] in ("done", "failed"):
                 values["processed_at"] = now
-            updates.setdefault(tuple(sorted(values)), []).append(
-                {"b_id": outcome.row.id, **{f"b_{k}": v for k, v in values.items()}}
-            )
+            changes.append((outcome.row.id, values))
         async with self._sessions.begin() as session:
             # Effects and the rows' new state commit together: a crash replays whole rows.
             await self._effects.apply_batch(
                 session, [(o.actions, o.source or o.row.dedup_key) for o in outcomes]
             )
-            for columns, params in updates.items():
-                stmt = (
-                    update(table)
-                    .where(table.c.id == bindparam("b_id"))
-                    .values({c: bindparam(f"b_{c}") for c in columns})
-                )
-                await session.execute(stmt, params)
+            await update_by_id(session, InboxRow.__table__, changes)
         self._effects.after_commit(a for o in outcomes for a in o.actions)
 
 

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, exists, or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import aliased
 
 from bot import actions as act
@@ -26,7 +26,7 @@ from bot.effects import Effects
 from bot.senders import SENDERS, SendContext
 from bot.store.db import Sessions
 from bot.store.models import OutboxRow
-from bot.store.sql import claim
+from bot.store.sql import claim, update_by_id
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -147,24 +147,12 @@ class OutboxSender:
 
     async def _record_all(self, outcomes: Sequence[Recorded]) -> None:
         """Release the rows with their new state, applying their follow-ups in the same transaction."""
-        table = OutboxRow.__table__
-        updates: dict[tuple[str, ...], list[dict[str, object]]] = {}
-        for outcome in outcomes:
-            values = {"locked_until": None, **outcome.values}
-            updates.setdefault(tuple(sorted(values)), []).append(
-                {"b_id": outcome.row.id, **{f"b_{k}": v for k, v in values.items()}}
-            )
+        changes = [(o.row.id, {"locked_until": None, **o.values}) for o in outcomes]
         async with self._sessions.begin() as session:
             await self._effects.apply_batch(
                 session, [(o.follow_up, f"outbox:{o.row.idem_key}") for o in outcomes]
             )
-            for columns, params in updates.items():
-                stmt = (
-                    update(table)
-                    .where(table.c.id == bindparam("b_id"))
-                    .values({c: bindparam(f"b_{c}") for c in columns})
-                )
-                await session.execute(stmt, params)
+            await update_by_id(session, OutboxRow.__table__, changes)
         self._effects.after_commit(a for o in outcomes for a in o.follow_up)
         if any(o.values.get("status") == "pending" for o in outcomes):
             self.wakeup.set()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, update
+from sqlalchemy import ColumnElement, Select, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,3 +46,21 @@ async def claim(
     )
     rows = list((await session.scalars(stmt)).all())
     return sorted(rows, key=lambda row: row.id)
+
+
+async def update_by_id(
+    session: AsyncSession, table: Any, changes: Sequence[tuple[int, dict[str, Any]]]
+) -> None:
+    """Set each row's own values (id -> column values): one executemany per distinct set of columns."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row_id, values in changes:
+        groups.setdefault(tuple(sorted(values)), []).append(
+            {"b_id": row_id, **{f"b_{k}": v for k, v in values.items()}}
+        )
+    for columns, params in groups.items():
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values({c: bindparam(f"b_{c}") for c in columns})
+        )
+        await session.execute(stmt, params)
