@@ -817,6 +817,8 @@ async def load_status(sessions: Any) -> dict[str, PlaybookStatus]:
                 step.exited += count
             elif outcome == "done":
                 step.done += count
+            elif outcome == "failed":  # the run broke (bot/sop_runner.py failed_outcome)
+                step.failed += count
         keys = await session.scalars(
             select(OutboxRow.idem_key).where(
                 OutboxRow.status == "failed", or_(*(OutboxRow.idem_key.like(k) for k in _SEND_KEYS))
@@ -849,6 +851,7 @@ def render_status(
         lines.append(
             f"{title}  报名 {total}：进行中 {live}（待发 {runs['due']}，等待回应 {runs['waiting']}），"
             f"走完 {runs['done']}，退出 {runs['exited']}"
+            + (f"，出错停止 {runs['failed']}" if runs["failed"] else "")
         )
         order = [*step_ids, *sorted(s for s in status.steps if s not in step_ids)]
         width = max(len(s) for s in order)

@@ -41,7 +41,7 @@ from bot.store.models import (
     SopLog,
 )
 from bot.store.sql import for_claim
-from handlers.sop_decide import CustomerView, RunOutcome, RunView, decide_run
+from handlers.sop_decide import CustomerView, LogEntry, RunOutcome, RunView, decide_run
 from handlers.welcome import wecom_attachment
 
 _LOGGER = logging.getLogger(__name__)
@@ -110,9 +110,23 @@ class SopRunner:
                 customer = views.get(run.external_userid) or CustomerView(run.external_userid, {})
                 customer = with_guide_tasks(customer, given.get(customer.guide, 0))
                 playbook = playbooks.get(run.playbook_id)
-                outcome = decide_run(run, playbook, customer, self._settings.sop.policy, at)
-                if outcome.send is not None and playbook is not None:
-                    actions.extend(self._send(run, customer, outcome, playbook.marketing, now, link_rows))
+                try:
+                    outcome = decide_run(run, playbook, customer, self._settings.sop.policy, at)
+                    sends = (
+                        self._send(run, customer, outcome, playbook.marketing, now, link_rows)
+                        if outcome.send is not None and playbook is not None
+                        else []
+                    )
+                except Exception as exc:
+                    # One broken run (a bad edit, a bug) must not hold back the batch forever: it
+                    # stops, recorded, and `siyu sop status` shows it.
+                    _LOGGER.exception(
+                        "sop run failed", extra={"enrollment_id": run.id, "playbook": run.playbook_id}
+                    )
+                    outcome = failed_outcome(run, now, exc)
+                    sends = []
+                if sends:
+                    actions.extend(sends)
                     views[run.external_userid] = counted(
                         views.get(run.external_userid, customer), outcome.route
                     )
@@ -280,6 +294,12 @@ def _path(directory: str) -> Any:
     from pathlib import Path
 
     return Path(directory)
+
+
+def failed_outcome(run: RunView, now: float, exc: Exception) -> RunOutcome:
+    """The run stops in state `failed`, with the error's type on its log line."""
+    entry = LogEntry(run.step_id, "failed", "error", f"{type(exc).__name__}: {exc}"[:255])
+    return RunOutcome("failed", run.step_id, now, run.step_reached_at, (entry,), reason=type(exc).__name__)
 
 
 GUIDE_ROUTES = ("mass_task", "guide_notify")

@@ -322,6 +322,29 @@ async def test_a_flood_of_late_steps_after_downtime_sends_nothing(
     assert {o for _, _, o, _ in await log_rows(sessions)} == {"skipped"}
 
 
+async def test_a_run_that_breaks_stops_alone_and_the_batch_goes_on(
+    sessions: Sessions, clock: FrozenClock, runner_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken, fine = customer_id(1), customer_id(2)
+    due = DAY1_10.timestamp()
+    await seed(sessions, [broken, fine], [(broken, "nurture", "d1", due), (fine, "nurture", "d1", due)])
+    clock.set(DAY1_10)
+    real = sop_runner.decide_run
+
+    def decide(run: Any, *args: Any) -> Any:
+        if run.external_userid == broken:
+            raise KeyError("a step an edit removed")
+        return real(run, *args)
+
+    monkeypatch.setattr(sop_runner, "decide_run", decide)
+    runner = runner_factory()
+    assert await runner.run_due() == 2
+    assert await runner.run_due() == 0  # the broken run is not claimed again and again
+    assert await outbox_keys(sessions) == [f"mass:{fine}:nurture:d1:1"]
+    assert await log_rows(sessions, SopLog.external_userid == broken) == [(broken, "d1", "failed", "error")]
+    assert (await runs_of(sessions))[(broken, "nurture")].state == "failed"
+
+
 # ------------------------------------------------------------------------------------ quiet hours
 
 
