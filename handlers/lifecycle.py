@@ -90,17 +90,25 @@ def transition_actions(
         out.extend(sop.enroll_on(deps, customer, "stage_entered", stage, at, stage))
     due = lifecycle.due_checks(stage, facts, config)
     if due is not None:
-        # One check per customer and day is enough: an early one finds nothing and books the next.
-        day = dt.datetime.fromtimestamp(max(due.timestamp(), at), tz).strftime("%Y%m%d")
+        when = max(due.timestamp(), at)
         out.append(
             act.Schedule(
-                f"stage:{customer}:{day}",
+                check_key(customer, when, at, tz),
                 STAGE_CHECK,
-                due_at=max(due.timestamp(), at),
+                due_at=when,
                 payload={"external_userid": customer, "trigger": "tick"},
             )
         )
     return out
+
+
+def check_key(customer: str, when: float, now: float, tz: dt.tzinfo) -> str:
+    """The stage check's timer key: one per customer and day for checks days away (each message
+    moves the 沉默 check; an early check finds nothing and books the next), per minute for one
+    due within a day, so a check that already fired today cannot swallow a new one."""
+    local = dt.datetime.fromtimestamp(when, tz)
+    resolution = "%Y%m%d" if when - now > 86400 else "%Y%m%d%H%M"
+    return f"stage:{customer}:{local.strftime(resolution)}"
 
 
 async def evaluate(deps: Deps, customer: str, trigger: str, at: float, source_key: str) -> list[Action]:

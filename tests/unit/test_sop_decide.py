@@ -173,3 +173,18 @@ def test_unsubscribed_customer_gets_no_marketing_and_the_run_exits(playbook) -> 
     who = CustomerView("wm1", {"tags": [], "unsubscribed": True}, guide="xiaolin")
     outcome = decide_run(run(), playbook, who, SETTINGS, at(24, 10))
     assert (outcome.state, outcome.log[0].detail) == ("exited", "unsubscribed")
+
+
+def test_stage_check_keys_are_per_day_when_far_and_per_minute_when_near() -> None:
+    from handlers.lifecycle import check_key
+
+    now = at(24, 10).timestamp()
+    far = at(30, 10).timestamp()
+    assert (
+        check_key("wm1", far, now, SHANGHAI)
+        == check_key("wm1", far + 3600, now, SHANGHAI)
+        == "stage:wm1:20261130"
+    )
+    # A check due today must not collide with one that already fired today.
+    assert check_key("wm1", now, now, SHANGHAI) == "stage:wm1:202611241000"
+    assert check_key("wm1", now + 60, now, SHANGHAI) != check_key("wm1", now, now, SHANGHAI)
