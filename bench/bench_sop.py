@@ -10,7 +10,7 @@ Then, in fresh processes, `SopRunner.run_due(now)` is called until it returns 0 
 every due run is claimed (`FOR UPDATE SKIP LOCKED` on PostgreSQL), decided (exit conditions,
 `kf` skipped for want of a kf session, `mass_task` allowed by the manners) and committed with
 its outbox row, sop_log line, timeline entry and next step, `sop.batch_size` runs per
-transaction (config.yaml: 500).
+transaction (config.yaml: 1000).
 
 PostgreSQL (COPY into a template database, seeded once; each run gets a fresh copy of it):
   * N = 1,000,000, D = 50,000: one worker, then two workers (two processes started together);
@@ -604,7 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--small", type=int, default=100_000, help="PostgreSQL enrollments of the RSS check")
     parser.add_argument("--sqlite-enrollments", type=int, default=100_000)
     parser.add_argument("--sqlite-due", type=int, default=10_000)
-    parser.add_argument("--batch-size", type=int, default=500, help="sop.batch_size (config.yaml: 500)")
+    parser.add_argument("--batch-size", type=int, default=1000, help="sop.batch_size (config.yaml: 1000)")
     parser.add_argument(
         "--no-history", action="store_true", help="an empty sop_log (default: one past send per customer)"
     )

@@ -165,7 +165,7 @@ class SopSettings(_Section):
     """Lifecycle stages and SOP playbooks (`sop/`), and the manners every proactive send keeps."""
 
     dir: str = "sop"
-    batch_size: int = Field(500, gt=0)
+    batch_size: int = Field(1000, gt=0)
     poll_interval_seconds: float = Field(5.0, gt=0)
     # Mass-send tasks wait for the guide: check after this long, remind while unsent (WeCom allows
     # 3 reminders per task per 24 h), and record the task as unsent after the last check.
