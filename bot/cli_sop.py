@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from bot import content, errors, playbooks, policy, yamlfile
+from bot import content, errors, playbooks, policy, profile, yamlfile
 from bot.config import load_settings
 
 
@@ -177,7 +177,7 @@ _HEAD = 40
 _MAX_DECISIONS = 10_000
 """A guard: no sensible playbook needs more decisions than this in a simulation."""
 
-ROUTE_NAMES = {"kf": "微信客服", "mass_task": "导购群发任务", "guide_notify": "提醒导购发送"}
+ROUTE_NAMES = profile.ROUTE_NAMES
 
 _RELATIVE = re.compile(r"day\s*(\d+)\s+(\d{1,2}):(\d{2})(?:\s+(.*))?", re.IGNORECASE | re.DOTALL)
 _ABSOLUTE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})[ T](\d{1,2}):(\d{2})(?::\d{2})?(?:\s+(.*))?", re.DOTALL)

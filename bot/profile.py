@@ -17,7 +17,15 @@ from sqlalchemy import select
 from bot import numerals
 from bot.clock import SHANGHAI
 from bot.store.db import Sessions
-from bot.store.models import ChannelCode, Customer, CustomerAttribute, CustomerTag, Follow, TimelineEntry
+from bot.store.models import (
+    ChannelCode,
+    Customer,
+    CustomerAttribute,
+    CustomerTag,
+    Follow,
+    SopLog,
+    TimelineEntry,
+)
 
 TIMELINE_LIMIT = 50
 
@@ -147,12 +155,24 @@ async def load_profile(
                 select(TimelineEntry.source_key, TimelineEntry.data).where(TimelineEntry.source_key.in_(keys))
             )
             messages = {key: str((data or {}).get("text", "")) for key, data in rows}
-        timeline = await session.scalars(
-            select(TimelineEntry)
-            .where(TimelineEntry.external_userid == external_userid)
-            .order_by(TimelineEntry.occurred_at.desc(), TimelineEntry.id.desc())
+        timeline = [
+            TimelineView(e.kind, e.summary, e.occurred_at, dict(e.data or {}))
+            for e in await session.scalars(
+                select(TimelineEntry)
+                .where(TimelineEntry.external_userid == external_userid)
+                .order_by(TimelineEntry.occurred_at.desc(), TimelineEntry.id.desc())
+                .limit(limit)
+            )
+        ]
+        # SOP steps live in sop_log (the runner writes each fact once); the timeline shows them too.
+        sop = await session.scalars(
+            select(SopLog)
+            .where(SopLog.external_userid == external_userid, SopLog.outcome.in_(SOP_SHOWN))
+            .order_by(SopLog.at.desc(), SopLog.id.desc())
             .limit(limit)
         )
+        timeline.extend(sop_entry(row) for row in sop)
+        timeline.sort(key=lambda e: e.occurred_at, reverse=True)
         return Profile(
             external_userid=customer.external_userid,
             name=customer.name,
@@ -183,11 +203,26 @@ async def load_profile(
                 )
                 for a in attributes
             ),
-            timeline=tuple(
-                TimelineView(e.kind, e.summary, e.occurred_at, dict(e.data or {})) for e in timeline
-            ),
+            timeline=tuple(timeline[:limit]),
             as_of=today.isoformat(),
         )
+
+
+SOP_SHOWN = ("sent", "deferred", "skipped", "exited", "failed")
+"""SOP log outcomes a guide reading the timeline wants (not branches or the end of a run)."""
+ROUTE_NAMES = {"kf": "微信客服", "mass_task": "导购群发任务", "guide_notify": "提醒导购发送"}
+OUTCOME_NAMES = {"deferred": "顺延", "skipped": "跳过", "exited": "结束", "failed": "出错停止"}
+
+
+def sop_entry(row: SopLog) -> TimelineView:
+    """A timeline entry for one SOP log line."""
+    step = f"SOP「{row.playbook_id}」{row.step_id}"
+    if row.outcome == "sent":
+        summary = f"{step} 已发出（{ROUTE_NAMES.get(row.route, row.route)}）"
+    else:
+        summary = f"{step} {OUTCOME_NAMES.get(row.outcome, row.outcome)}：{row.detail}"
+    data = {"playbook": row.playbook_id, "step": row.step_id, "reason": row.reason, "route": row.route}
+    return TimelineView(f"sop_{row.outcome}", summary, row.at, data)
 
 
 def to_json(profile: Profile) -> dict[str, Any]:

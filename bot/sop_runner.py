@@ -161,7 +161,6 @@ class SopRunner:
                         }
                     )
                     tally[entry.outcome] = tally.get(entry.outcome, 0) + 1
-                actions.extend(_timeline(run, outcome, now))
             await _advance_runs(session, updates)
             if log_rows:
                 await session.execute(SopLog.__table__.insert(), log_rows)
@@ -342,36 +341,6 @@ def with_guide_tasks(customer: CustomerView, extra: int) -> CustomerView:
         h.kf_sent_since,
     )
     return CustomerView(customer.external_userid, customer.facts, customer.guide, customer.open_kfid, history)
-
-
-def _timeline(run: RunView, outcome: RunOutcome, now: float) -> list[act.Action]:
-    """Timeline entries a guide reading the profile would want: sends, exits."""
-    out = []
-    for entry in outcome.log:
-        if entry.outcome == "sent":
-            route = ROUTE_NAMES.get(entry.route, entry.route)
-            summary = f"SOP「{run.playbook_id}」{entry.step_id} 已发出（{route}）"
-        elif entry.outcome in ("exited", "skipped", "deferred"):
-            summary = (
-                f"SOP「{run.playbook_id}」{entry.step_id} {OUTCOME_NAMES[entry.outcome]}：{entry.detail}"
-            )
-        else:
-            continue
-        key = f"sop:{run.id}:{entry.step_id}:{entry.outcome}:{now}"
-        data = {
-            "playbook": run.playbook_id,
-            "step": entry.step_id,
-            "reason": entry.reason,
-            "route": entry.route,
-        }
-        out.append(
-            act.RecordTimeline(run.external_userid, f"sop_{entry.outcome}", summary[:512], now, key, data)
-        )
-    return out
-
-
-ROUTE_NAMES = {"kf": "微信客服", "mass_task": "导购群发任务", "guide_notify": "提醒导购发送"}
-OUTCOME_NAMES = {"exited": "结束", "skipped": "跳过", "deferred": "顺延"}
 
 
 def policy_zone(settings: Settings) -> dt.tzinfo:

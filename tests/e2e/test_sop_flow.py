@@ -63,6 +63,11 @@ async def test_new_contact_is_enrolled_and_steps_follow_the_clock_and_her_reply(
     outcomes = [(r.step_id, r.outcome) for r in log]
     assert outcomes[:3] == [("d0_trial_pack", "sent"), ("d1_ask_age", "sent"), ("d1_ask_age", "branched")]
     assert outcomes[-1][1] == "exited"
+    from bot import profile
+
+    found = await profile.load_profile(stack.runtime.sessions, customer, stack.clock.now().date())
+    kinds = [e.kind for e in found.timeline]
+    assert kinds.count("sop_sent") >= 2 and "sop_exited" in kinds and "stage" in kinds
 
 
 async def test_a_learnt_birth_month_books_the_dated_playbook_and_a_tag_starts_its_playbook_once(
