@@ -472,6 +472,12 @@ class Playbook(_Model):
         """Index steps by id (the first wins; duplicates are a validation error)."""
         for position, step in enumerate(self.steps):
             self._index.setdefault(step.id, position)
+        # A plain instance attribute as well: the runner asks for steps thousands of times a
+        # second, and pydantic serves private attributes through a slow __getattr__.
+        object.__setattr__(self, "_by_id", dict(self._index))
+
+    def _steps_by_id(self) -> dict[str, int]:
+        return self.__dict__["_by_id"]
 
     @property
     def first_step(self) -> Step:
@@ -480,11 +486,11 @@ class Playbook(_Model):
 
     def step(self, step_id: str) -> Step:
         """The step called `step_id`; KeyError when there is none (e.g. removed by an edit)."""
-        return self.steps[self._index[step_id]]
+        return self.steps[self._steps_by_id()[step_id]]
 
     def has_step(self, step_id: str) -> bool:
         """True when the playbook has a step called `step_id`."""
-        return step_id in self._index
+        return step_id in self._steps_by_id()
 
     def is_late(self, due: dt.datetime, now: dt.datetime) -> bool:
         """True when `now` is more than max_delay past `due`: skip and record, do not send."""

@@ -391,7 +391,7 @@ class SopLog(Base):
     __tablename__ = "sop_log"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    enrollment_id: Mapped[int] = mapped_column(Integer, index=True)
+    enrollment_id: Mapped[int] = mapped_column(Integer)
     external_userid: Mapped[str] = mapped_column(String(64))
     playbook_id: Mapped[str] = mapped_column(String(64))
     step_id: Mapped[str] = mapped_column(String(64))
