@@ -374,7 +374,6 @@ class Enrollment(Base):
 
     __table_args__ = (
         UniqueConstraint("external_userid", "playbook_id", "iteration", name="uq_enrollment_run"),
-        Index("ix_enrollments_due", "state", "due_at"),
         Index(
             "ix_enrollments_live_due",
             "due_at",
