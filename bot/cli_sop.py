@@ -489,21 +489,18 @@ def _customer_view(
     settings: policy.PolicySettings,
 ) -> Any:
     """The CustomerView the runner would load at `now` (history counted like sop_runner.load_customers)."""
+    from bot.sop_runner import send_counts
     from handlers.sop_decide import CustomerView
 
     windows = policy.windows(now, settings)
-    day, week, month = (w[0].timestamp() for w in (windows.day, windows.week, windows.month))
+    day = windows.day[0].timestamp()
     sends = state.sends
     guide_tasks = sum(1 for r, at in sends if r in ("mass_task", "guide_notify") and at >= day)
     # A message the file dates after `now` has not been written yet at `now`.
     kf_last = state.kf_last_at if state.kf_last_at is not None and state.kf_last_at <= now else None
     kf_since = kf_last.timestamp() if kf_last is not None else None
     history = policy.SendHistory(
-        sent_today=sum(1 for _, at in sends if at >= day),
-        sent_this_week=sum(1 for _, at in sends if at >= week),
-        mass_today=sum(1 for r, at in sends if r == "mass_task" and at >= day),
-        mass_this_week=sum(1 for r, at in sends if r == "mass_task" and at >= week),
-        mass_this_month=sum(1 for r, at in sends if r == "mass_task" and at >= month),
+        **send_counts(sends, windows),
         guide_tasks_today=guide_tasks,
         unsubscribed=state.unsubscribed_at is not None,
         kf_last_customer_message_at=kf_last,

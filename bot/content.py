@@ -41,6 +41,7 @@ from sqlalchemy.exc import IntegrityError
 from bot import errors, yamlfile
 from bot.clock import SHANGHAI, Clock
 from bot.config import Settings
+from bot.reloading import keep_refreshing
 from bot.store.db import Sessions
 from bot.store.models import ContentVersion
 
@@ -680,7 +681,6 @@ class ContentStore:
         self._current: ContentSnapshot | None = None
         self._rejected: set[str] = set()
         self._refreshing = asyncio.Lock()
-        self._failing = False
         if self._settings.source == "database" and sessions is None:
             raise errors.ConfigError("content.source is database but no database sessions were given")
 
@@ -759,23 +759,13 @@ class ContentStore:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Call refresh() every reload_interval_seconds until `stopping` is set."""
-        while not stopping.is_set():
-            try:
-                await asyncio.wait_for(stopping.wait(), timeout=self._settings.reload_interval_seconds)
-                return
-            except TimeoutError:
-                pass
-            try:
-                await self.refresh()
-            except Exception:
-                # Logged once when checking starts failing (e.g. the database is down) and once on recovery.
-                if not self._failing:
-                    _LOGGER.exception("content check failed; still serving %s", self.current.digest[:12])
-                self._failing = True
-            else:
-                if self._failing:
-                    _LOGGER.info("content checks work again")
-                self._failing = False
+        await keep_refreshing(
+            stopping,
+            self._settings.reload_interval_seconds,
+            self.refresh,
+            "content",
+            lambda: self.current.digest[:12],
+        )
 
     async def publish(
         self, sessions: Sessions, directory: str | Path, published_by: str

@@ -85,6 +85,7 @@ from pydantic import (
 from bot import content, errors, sop_expr, yamlfile
 from bot.clock import SHANGHAI
 from bot.content import ContentSnapshot
+from bot.reloading import keep_refreshing
 
 __all__ = [
     "END",
@@ -809,7 +810,6 @@ class PlaybookStore:
         self._current_key = ""
         self._rejected: set[str] = set()
         self._refreshing = asyncio.Lock()
-        self._failing = False
 
     @property
     def current(self) -> PlaybookSet:
@@ -861,22 +861,9 @@ class PlaybookStore:
 
     async def run(self, stopping: asyncio.Event, interval_seconds: float) -> None:
         """Call refresh() every `interval_seconds` until `stopping` is set."""
-        while not stopping.is_set():
-            try:
-                await asyncio.wait_for(stopping.wait(), timeout=interval_seconds)
-                return
-            except TimeoutError:
-                pass
-            try:
-                await self.refresh()
-            except Exception:
-                if not self._failing:
-                    _LOGGER.exception("playbook check failed; still serving %s", self.current.digest[:12])
-                self._failing = True
-            else:
-                if self._failing:
-                    _LOGGER.info("playbook checks work again")
-                self._failing = False
+        await keep_refreshing(
+            stopping, interval_seconds, self.refresh, "playbook", lambda: self.current.digest[:12]
+        )
 
     async def _read(
         self,

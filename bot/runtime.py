@@ -30,6 +30,7 @@ from bot.inbox import Inbox, InboxWorker
 from bot.kv import KV, create_kv
 from bot.outbox import OutboxSender
 from bot.playbooks import STAGES_FILE, PlaybookStore
+from bot.reloading import keep_refreshing
 from bot.router import Dispatcher, Router
 from bot.scheduler import Scheduler
 from bot.senders import SendContext
@@ -365,13 +366,16 @@ class Runtime:
             await _wait(self._stopping, self._stopping, housekeeping.INTERVAL_SECONDS)
 
     async def _watch_sop(self) -> None:
-        """Reload stages.yaml and the playbooks on change; a bad edit keeps the last good version."""
+        """Reload stages.yaml (off the event loop), then the playbooks; each keeps its last good version."""
+
+        async def refresh() -> None:
+            await asyncio.to_thread(self.stages.refresh)
+            await self.playbooks.refresh()
+
         interval = self.settings.content.reload_interval_seconds
-        while not self._stopping.is_set():
-            await _wait(self._stopping, self._stopping, interval)
-            with contextlib.suppress(Exception):
-                self.stages.refresh()
-                await self.playbooks.refresh()
+        await keep_refreshing(
+            self._stopping, interval, refresh, "sop", lambda: self.playbooks.current.digest[:12]
+        )
 
     async def stop(self) -> None:
         """Let in-flight rounds finish (within the shutdown timeout), then close everything."""

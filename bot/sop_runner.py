@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import String, any_, bindparam, func, select, text, update
@@ -269,7 +270,7 @@ class SopRunner:
         library = self._settings.content.dir
         attachments = []
         for item in step.content.attachments():
-            payload = wecom_attachment(item, _path(library))
+            payload = wecom_attachment(item, Path(library))
             if payload["msgtype"] == "link":
                 # Links go through /r/<token>: the click is recorded, then redirected.
                 token = links.new_token()
@@ -289,12 +290,6 @@ class SopRunner:
         return text, attachments
 
 
-def _path(directory: str) -> Any:
-    from pathlib import Path
-
-    return Path(directory)
-
-
 def failed_outcome(run: RunView, now: float, exc: Exception) -> RunOutcome:
     """The run stops in state `failed`, with the error's type on its log line."""
     entry = LogEntry(run.step_id, "failed", "error", f"{type(exc).__name__}: {exc}"[:255])
@@ -307,40 +302,44 @@ GUIDE_ROUTES = ("mass_task", "guide_notify")
 
 def counted(customer: CustomerView, route: str) -> CustomerView:
     """The customer after one more send by `route` (her caps hold across runs in one batch)."""
-    h = customer.history
     mass = 1 if route == "mass_task" else 0
-    # Built field by field: dataclasses.replace costs more than the decision it feeds.
-    history = policy.SendHistory(
-        h.sent_today + 1,
-        h.sent_this_week + 1,
-        h.mass_today + mass,
-        h.mass_this_week + mass,
-        h.mass_this_month + mass,
-        h.guide_tasks_today,
-        h.unsubscribed,
-        h.kf_last_customer_message_at,
-        h.kf_sent_since + (1 if route == "kf" else 0),
-    )
-    return CustomerView(customer.external_userid, customer.facts, customer.guide, customer.open_kfid, history)
+    return _plus(customer, sent=1, mass=mass, kf=1 if route == "kf" else 0)
 
 
 def with_guide_tasks(customer: CustomerView, extra: int) -> CustomerView:
     """The customer with her guide's tasks from this batch added to those stored."""
-    if not extra:
-        return customer
+    return _plus(customer, guide=extra) if extra else customer
+
+
+def _plus(
+    customer: CustomerView, *, sent: int = 0, mass: int = 0, guide: int = 0, kf: int = 0
+) -> CustomerView:
     h = customer.history
+    # Built field by field: dataclasses.replace costs more than the decision it feeds.
     history = policy.SendHistory(
-        h.sent_today,
-        h.sent_this_week,
-        h.mass_today,
-        h.mass_this_week,
-        h.mass_this_month,
-        h.guide_tasks_today + extra,
+        h.sent_today + sent,
+        h.sent_this_week + sent,
+        h.mass_today + mass,
+        h.mass_this_week + mass,
+        h.mass_this_month + mass,
+        h.guide_tasks_today + guide,
         h.unsubscribed,
         h.kf_last_customer_message_at,
-        h.kf_sent_since,
+        h.kf_sent_since + kf,
     )
     return CustomerView(customer.external_userid, customer.facts, customer.guide, customer.open_kfid, history)
+
+
+def send_counts(sends: Sequence[tuple[str, float]], windows: policy.CountWindows) -> dict[str, int]:
+    """Sends (route, at) counted per local day, week and month: the SendHistory counts of a customer."""
+    day, week, month = (w[0].timestamp() for w in (windows.day, windows.week, windows.month))
+    return {
+        "sent_today": sum(1 for _, at in sends if at >= day),
+        "sent_this_week": sum(1 for _, at in sends if at >= week),
+        "mass_today": sum(1 for r, at in sends if r == "mass_task" and at >= day),
+        "mass_this_week": sum(1 for r, at in sends if r == "mass_task" and at >= week),
+        "mass_this_month": sum(1 for r, at in sends if r == "mass_task" and at >= month),
+    }
 
 
 def policy_zone(settings: Settings) -> dt.tzinfo:
@@ -446,11 +445,7 @@ async def load_customers(
         session_row = kf.get(customer)
         sends = sent.get(customer, [])
         history = policy.SendHistory(
-            sent_today=sum(1 for _, at in sends if at >= day_start),
-            sent_this_week=sum(1 for _, at in sends if at >= week_start),
-            mass_today=sum(1 for r, at in sends if r == "mass_task" and at >= day_start),
-            mass_this_week=sum(1 for r, at in sends if r == "mass_task" and at >= week_start),
-            mass_this_month=sum(1 for r, at in sends if r == "mass_task" and at >= month_start),
+            **send_counts(sends, windows),
             guide_tasks_today=tasks.get(guide, 0),
             unsubscribed=bool(row is not None and row.unsubscribed_at is not None),
             kf_last_customer_message_at=(
