@@ -35,7 +35,7 @@ from bot.store.models import (
     WelcomeAssignment,
 )
 from bot.store.notify import notify
-from bot.store.sql import insert_ignore
+from bot.store.sql import insert_ignore, insert_rows
 
 
 class Effects:
@@ -821,6 +821,5 @@ def _runs(items: list[tuple[act.Action, str]]) -> Iterator[tuple[type, Run]]:
 
 
 async def _insert_many(session: AsyncSession, model: Any, rows: list[dict[str, Any]]) -> None:
-    """INSERT ... ON CONFLICT DO NOTHING for every row, as one executemany."""
-    if rows:
-        await session.execute(insert_ignore(session, model.__table__), rows)
+    """INSERT ... ON CONFLICT DO NOTHING for every row, in one statement."""
+    await insert_rows(session, model.__table__, rows, ignore_conflicts=True)
