@@ -321,7 +321,7 @@ class WeComAction(Action):
 
     def payload(self) -> dict[str, Any]:
         """JSON-friendly fields, to rebuild the action from an outbox row."""
-        return {k: v for k, v in self.__dict__.items()}
+        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)

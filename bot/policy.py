@@ -217,6 +217,11 @@ class CountWindows:
     week: tuple[dt.datetime, dt.datetime]
     month: tuple[dt.datetime, dt.datetime]
 
+    @functools.cached_property
+    def starts(self) -> tuple[float, float, float]:
+        """Epoch seconds of the day's, week's and month's start (counting compares floats)."""
+        return self.day[0].timestamp(), self.week[0].timestamp(), self.month[0].timestamp()
+
 
 def windows(now: dt.datetime, settings: PolicySettings) -> CountWindows:
     """The local calendar day, ISO week (Monday first) and calendar month containing `now`."""
@@ -370,6 +375,12 @@ def _holds(
         holds.append(
             _Hold(until, 0, "quiet_hours", f"免打扰时段（{quiet.start}–{quiet.end}），顺延到 {_fmt(until)}")
         )
+    if not (
+        history.sent_today >= settings.customer_daily_cap
+        or history.sent_this_week >= settings.customer_weekly_cap
+        or history.guide_tasks_today >= settings.guide_daily_tasks
+    ):
+        return holds  # the common case: no cap reached, so no need to work out tomorrow
     tomorrow = next_allowed(windows(now, settings).day[1], settings)
     if proposal.route in _GUIDE_TASK_ROUTES and history.guide_tasks_today >= settings.guide_daily_tasks:
         holds.append(

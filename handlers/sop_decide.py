@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot import policy
@@ -170,8 +170,11 @@ def _sent(run: RunView, playbook: Playbook, step: Step, route: str, now: dt.date
             "waiting", step.id, ts + step.wait.total_seconds(), ts, (entry,), send=step, route=route
         )
         return waiting
-    outcome = _advance(run, playbook, next_step(playbook, step.id, None), now, (entry,))
-    return replace(outcome, send=step, route=route)
+    after = _advance(run, playbook, next_step(playbook, step.id, None), now, (entry,))
+    # Built directly: dataclasses.replace costs as much as the rest of the decision.
+    return RunOutcome(
+        after.state, after.step_id, after.due_at, after.step_reached_at, after.log, step, route, after.reason
+    )
 
 
 def _advance(
