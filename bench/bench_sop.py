@@ -355,11 +355,19 @@ async def tick(url: str, batch_size: int, start_at: float) -> dict[str, Any]:
     await asyncio.sleep(max(0.0, start_at - time.time()))
     started, cpu = time.perf_counter(), time.process_time()
     began = time.time()
-    handled = batches = 0
     now = NOW.timestamp()
-    while n := await runner.run_due(now):
-        handled += n
-        batches += 1
+
+    async def loop() -> tuple[int, int]:
+        handled = batches = 0
+        while n := await runner.run_due(now):
+            handled += n
+            batches += 1
+        return handled, batches
+
+    # The worker's loops, as `siyu serve` runs them (sop.workers).
+    counts = await asyncio.gather(*(loop() for _ in range(settings.sop.workers)))
+    handled = sum(h for h, _ in counts)
+    batches = sum(b for _, b in counts)
     seconds = time.perf_counter() - started
     result = {
         "handled": handled,

@@ -290,8 +290,8 @@ class Runtime:
                 self.runner.next_due,
             ),
         )
-        # More than one inbox loop overlaps one batch's database round trips with the next batch's
-        # decisions; claims never give two loops rows of one customer (as across replicas).
+        # More than one inbox (or SOP) loop overlaps one batch's database round trips with the next
+        # batch's decisions; claims never give two loops rows of one customer (as across replicas).
         extra_inbox = tuple(
             (
                 f"inbox-{i}",
@@ -302,7 +302,17 @@ class Runtime:
             )
             for i in range(2, self.settings.inbox.workers + 1)
         )
-        for name, step, wakeup, interval, next_due in (*loops, *extra_inbox):
+        extra_sop = tuple(
+            (
+                f"sop-{i}",
+                self.runner.run_due,
+                self.runner.wakeup,
+                self.settings.sop.poll_interval_seconds,
+                self.runner.next_due,
+            )
+            for i in range(2, self.settings.sop.workers + 1)
+        )
+        for name, step, wakeup, interval, next_due in (*loops, *extra_inbox, *extra_sop):
             task = asyncio.create_task(
                 self._loop(name, step, wakeup, interval, next_due), name=f"siyu-{name}"
             )

@@ -13,11 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, any_, bindparam, func, select, text, update
+from sqlalchemy import String, any_, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +29,7 @@ from bot.content import render
 from bot.effects import Effects
 from bot.playbooks import PlaybookSet, Step
 from bot.profile import derive
+from bot.sop_inflight import Batch, InFlight
 from bot.store.db import Sessions
 from bot.store.models import (
     ChannelCode,
@@ -41,7 +42,7 @@ from bot.store.models import (
     KfSession,
     SopLog,
 )
-from bot.store.sql import for_claim
+from bot.store.sql import for_claim, insert_rows, update_rows
 from handlers.sop_decide import CustomerView, LogEntry, RunOutcome, RunView, decide_run
 from handlers.welcome import wecom_attachment
 
@@ -51,6 +52,48 @@ LIVE = ("due", "waiting")
 # Literal, not bound: PostgreSQL uses the partial index ix_enrollments_live_due only when it can
 # see that the query's predicate is the index's.
 LIVE_SQL = text("enrollments.state IN ('due', 'waiting')")
+
+
+@dataclass
+class Decided:
+    """What a batch's decisions write besides the sends: run states, log lines, tracked links."""
+
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    log: list[dict[str, Any]] = field(default_factory=list)
+    links: list[dict[str, Any]] = field(default_factory=list)
+    tally: dict[str, int] = field(default_factory=dict)
+
+    def add(self, run: RunView, outcome: RunOutcome, marketing: bool, guide: str, now: float) -> None:
+        """Record `run`'s outcome: its new state and one log line per entry."""
+        self.updates.append(
+            {
+                "id": run.id,
+                "state": outcome.state,
+                "step_id": outcome.step_id,
+                "due_at": outcome.due_at,
+                "step_reached_at": outcome.step_reached_at,
+                "reason": outcome.reason[:255],
+                "reaction": "",  # a reaction is used up by the decision that read it
+                "updated_at": now,
+            }
+        )
+        for entry in outcome.log:
+            self.log.append(
+                {
+                    "enrollment_id": run.id,
+                    "external_userid": run.external_userid,
+                    "playbook_id": run.playbook_id,
+                    "step_id": entry.step_id,
+                    "outcome": entry.outcome,
+                    "route": entry.route,
+                    "reason": entry.reason[:32],
+                    "detail": entry.detail[:255],
+                    "marketing": marketing,
+                    "userid": guide if entry.outcome == "sent" else "",
+                    "at": now,
+                }
+            )
+            self.tally[entry.outcome] = self.tally.get(entry.outcome, 0) + 1
 
 
 @dataclass(frozen=True)
@@ -81,6 +124,7 @@ class SopRunner:
         self._playbooks = playbooks
         self._texts = texts
         self._content = content
+        self._in_flight = InFlight()
 
     @property
     def wakeup(self) -> Any:
@@ -94,84 +138,68 @@ class SopRunner:
         if playbooks is None:
             return 0
         actions: list[act.Action] = []
-        async with self._sessions.begin() as session:
-            runs = await self._claim(session, now, self._settings.sop.batch_size)
-            if not runs:
-                return 0
-            views = await load_customers(session, [r.external_userid for r in runs], now, self._settings)
-            tz = policy_zone(self._settings)
-            at = dt.datetime.fromtimestamp(now, tz)
-            updates: list[dict[str, Any]] = []
-            log_rows: list[dict[str, Any]] = []
-            link_rows: list[dict[str, Any]] = []
-            # Tasks this batch gave each guide so far: her budget is shared by all her customers.
-            given: dict[str, int] = {}
-            tally: dict[str, int] = {}
-            for run in runs:
-                customer = views.get(run.external_userid) or CustomerView(run.external_userid, {})
-                customer = with_guide_tasks(customer, given.get(customer.guide, 0))
-                playbook = playbooks.get(run.playbook_id)
-                try:
-                    outcome = decide_run(run, playbook, customer, self._settings.sop.policy, at)
-                    sends = (
-                        self._send(run, customer, outcome, playbook.marketing, now, link_rows)
-                        if outcome.send is not None and playbook is not None
-                        else []
-                    )
-                except Exception as exc:
-                    # One broken run (a bad edit, a bug) must not hold back the batch forever: it
-                    # stops, recorded, and `siyu sop status` shows it.
-                    _LOGGER.exception(
-                        "sop run failed", extra={"enrollment_id": run.id, "playbook": run.playbook_id}
-                    )
-                    outcome = failed_outcome(run, now, exc)
-                    sends = []
-                if sends:
-                    actions.extend(sends)
-                    views[run.external_userid] = counted(
-                        views.get(run.external_userid, customer), outcome.route
-                    )
-                    if outcome.route in GUIDE_ROUTES:
-                        given[customer.guide] = given.get(customer.guide, 0) + 1
-                updates.append(
-                    {
-                        "b_id": run.id,
-                        "b_state": outcome.state,
-                        "b_step": outcome.step_id,
-                        "b_due": outcome.due_at,
-                        "b_reached": outcome.step_reached_at,
-                        "b_reason": outcome.reason[:255],
-                        "b_at": now,
-                    }
-                )
-                marketing = playbook.marketing if playbook is not None else True
-                for entry in outcome.log:
-                    log_rows.append(
-                        {
-                            "enrollment_id": run.id,
-                            "external_userid": run.external_userid,
-                            "playbook_id": run.playbook_id,
-                            "step_id": entry.step_id,
-                            "outcome": entry.outcome,
-                            "route": entry.route,
-                            "reason": entry.reason[:32],
-                            "detail": entry.detail[:255],
-                            "marketing": marketing,
-                            "userid": customer.guide if entry.outcome == "sent" else "",
-                            "at": now,
-                        }
-                    )
-                    tally[entry.outcome] = tally.get(entry.outcome, 0) + 1
-            await _advance_runs(session, updates)
-            if log_rows:
-                await session.execute(SopLog.__table__.insert(), log_rows)
-            if link_rows:
-                await session.execute(ClickLink.__table__.insert(), link_rows)
-            await self._effects.apply_batch(session, [(actions, "sop")])
+        with self._in_flight.batch() as batch:
+            async with self._sessions.begin() as session:
+                runs = await self._claim(session, now, self._settings.sop.batch_size)
+                if not runs:
+                    return 0
+                batch.mark_read()
+                views = await load_customers(session, [r.external_userid for r in runs], now, self._settings)
+                decided = self._decide_batch(runs, views, playbooks, batch, now, actions)
+                await self._write(session, decided, actions)
+            self._in_flight.committed(batch)
         self._effects.after_commit(actions)
-        for outcome_name, count in tally.items():
+        for outcome_name, count in decided.tally.items():
             metrics.SOP_STEPS.labels(outcome_name).inc(count)
         return len(runs)
+
+    def _decide_batch(
+        self,
+        runs: list[RunView],
+        views: dict[str, CustomerView],
+        playbooks: PlaybookSet,
+        batch: Batch,
+        now: float,
+        actions: list[act.Action],
+    ) -> Decided:
+        """Decide every run of the batch; sends go to `actions`, the rest to the returned rows."""
+        at = dt.datetime.fromtimestamp(now, policy_zone(self._settings))
+        decided = Decided()
+        for run in runs:
+            customer = views.get(run.external_userid) or CustomerView(run.external_userid, {})
+            # Her guide's budget is shared by all her customers, in this batch and the others.
+            customer = with_guide_tasks(customer, batch.tasks(customer.guide))
+            playbook = playbooks.get(run.playbook_id)
+            try:
+                outcome = decide_run(run, playbook, customer, self._settings.sop.policy, at)
+                sends = (
+                    self._send(run, customer, outcome, playbook.marketing, now, decided.links)
+                    if outcome.send is not None and playbook is not None
+                    else []
+                )
+            except Exception as exc:
+                # One broken run (a bad edit, a bug) must not hold back the batch forever: it
+                # stops, recorded, and `siyu sop status` shows it.
+                _LOGGER.exception(
+                    "sop run failed", extra={"enrollment_id": run.id, "playbook": run.playbook_id}
+                )
+                outcome = failed_outcome(run, now, exc)
+                sends = []
+            if sends:
+                actions.extend(sends)
+                views[run.external_userid] = counted(views.get(run.external_userid, customer), outcome.route)
+                if outcome.route in GUIDE_ROUTES:
+                    batch.give(customer.guide)
+            marketing = playbook.marketing if playbook is not None else True
+            decided.add(run, outcome, marketing, customer.guide, now)
+        return decided
+
+    async def _write(self, session: AsyncSession, decided: Decided, actions: list[act.Action]) -> None:
+        """The runs' new state, their log lines and links, and the sends, in the caller's transaction."""
+        await update_rows(session, Enrollment.__table__, decided.updates)
+        await insert_rows(session, SopLog.__table__, decided.log)
+        await insert_rows(session, ClickLink.__table__, decided.links)
+        await self._effects.apply_batch(session, [(actions, "sop")])
 
     async def next_due(self) -> float | None:
         """Epoch seconds of the earliest live run (for the serve loop's wait)."""
@@ -332,13 +360,26 @@ def _plus(
 
 def send_counts(sends: Sequence[tuple[str, float]], windows: policy.CountWindows) -> dict[str, int]:
     """Sends (route, at) counted per local day, week and month: the SendHistory counts of a customer."""
-    day, week, month = (w[0].timestamp() for w in (windows.day, windows.week, windows.month))
+    day, week, month = windows.starts
+    sent_today = sent_this_week = mass_today = mass_this_week = mass_this_month = 0
+    for route, at in sends:  # one pass: this runs for every customer of every batch
+        if at >= week:
+            sent_this_week += 1
+        if at >= day:
+            sent_today += 1
+        if route == "mass_task":
+            if at >= month:
+                mass_this_month += 1
+            if at >= week:
+                mass_this_week += 1
+            if at >= day:
+                mass_today += 1
     return {
-        "sent_today": sum(1 for _, at in sends if at >= day),
-        "sent_this_week": sum(1 for _, at in sends if at >= week),
-        "mass_today": sum(1 for r, at in sends if r == "mass_task" and at >= day),
-        "mass_this_week": sum(1 for r, at in sends if r == "mass_task" and at >= week),
-        "mass_this_month": sum(1 for r, at in sends if r == "mass_task" and at >= month),
+        "sent_today": sent_today,
+        "sent_this_week": sent_this_week,
+        "mass_today": mass_today,
+        "mass_this_week": mass_this_week,
+        "mass_this_month": mass_this_month,
     }
 
 
@@ -463,46 +504,6 @@ async def load_customers(
             history=history,
         )
     return out
-
-
-async def _advance_runs(session: AsyncSession, updates: list[dict[str, Any]]) -> None:
-    """Write the runs' new state: one UPDATE ... FROM unnest(...) on PostgreSQL, executemany elsewhere."""
-    table = Enrollment.__table__
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        # One statement for the batch instead of one per run (asyncpg runs executemany row by row).
-        columns = ("b_id", "b_state", "b_step", "b_due", "b_reached", "b_reason", "b_at")
-        await session.execute(
-            text(
-                "UPDATE enrollments AS e SET state = v.state, step_id = v.step, due_at = v.due,"
-                " step_reached_at = v.reached, reason = v.reason, reaction = '', updated_at = v.at"
-                " FROM unnest(CAST(:ids AS integer[]), CAST(:states AS text[]), CAST(:steps AS text[]),"
-                " CAST(:dues AS float8[]), CAST(:reached AS float8[]), CAST(:reasons AS text[]),"
-                " CAST(:ats AS float8[])) AS v(id, state, step, due, reached, reason, at)"
-                " WHERE e.id = v.id"
-            ),
-            dict(
-                zip(
-                    ("ids", "states", "steps", "dues", "reached", "reasons", "ats"),
-                    ([u[c] for u in updates] for c in columns),
-                    strict=True,
-                )
-            ),
-        )
-        return
-    await session.execute(
-        update(table)
-        .where(table.c.id == bindparam("b_id"))
-        .values(
-            state=bindparam("b_state"),
-            step_id=bindparam("b_step"),
-            due_at=bindparam("b_due"),
-            step_reached_at=bindparam("b_reached"),
-            reason=bindparam("b_reason"),
-            reaction="",
-            updated_at=bindparam("b_at"),
-        ),
-        updates,
-    )
 
 
 def one_of(column: Any, values: Sequence[str], dialect: str) -> Any:

@@ -451,3 +451,30 @@ async def test_the_daily_cap_holds_across_playbooks_claimed_by_two_workers_at_on
     assert len(await outbox_keys(sessions)) == 1
     outcomes = Counter((o, r) for _, _, o, r in await log_rows(sessions))
     assert outcomes == {("sent", ""): 1, ("deferred", "daily_cap"): 1}
+
+
+@pytest.mark.parametrize("engine", ["postgres"], indirect=True)  # loops overlap only on a server database
+async def test_the_guide_daily_task_budget_holds_across_loops_of_one_process(
+    sessions: Sessions, clock: FrozenClock, runner_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    customers = [customer_id(i) for i in range(6)]
+    await seed(sessions, customers, [(c, "nurture", "d1", DAY1_10.timestamp()) for c in customers], guides=1)
+    clock.set(DAY1_10)
+    runner = runner_factory(**{"sop.batch_size": 2, "sop.policy.guide_daily_tasks": 2})
+    both_claimed = asyncio.Barrier(2)
+    real_claim = sop_runner.SopRunner._claim
+
+    async def claim_then_meet(self: Any, *args: Any, **kwargs: Any) -> Any:
+        runs = await real_claim(self, *args, **kwargs)
+        # Both loops hold a batch, and neither has committed, when they read the stored counts.
+        await asyncio.wait_for(both_claimed.wait(), timeout=10)
+        return runs
+
+    monkeypatch.setattr(sop_runner.SopRunner, "_claim", claim_then_meet)
+    assert await asyncio.gather(runner.run_due(), runner.run_due()) == [2, 2]
+    monkeypatch.setattr(sop_runner.SopRunner, "_claim", real_claim)
+    assert await drain(runner) == 2
+    outcomes = Counter((o, r) for _, _, o, r in await log_rows(sessions))
+    # Without the process's in-flight tally each loop would have given the guide two tasks.
+    assert outcomes == {("sent", ""): 2, ("deferred", "guide_budget"): 4}
+    assert len(await outbox_keys(sessions)) == 2
