@@ -166,9 +166,9 @@ class SopSettings(_Section):
 
     dir: str = "sop"
     batch_size: int = Field(1000, gt=0)
-    # Runner loops per process: on PostgreSQL one batch's round trips overlap another's decisions
-    # (claims never give two loops runs of one customer); on SQLite they take turns.
-    workers: int = Field(2, ge=1, le=8)
+    # Runner loops per process: on PostgreSQL one batch's round trips and commit overlap the others'
+    # decisions (claims never give two loops runs of one customer); on SQLite they take turns.
+    workers: int = Field(3, ge=1, le=8)
     poll_interval_seconds: float = Field(5.0, gt=0)
     # Mass-send tasks wait for the guide: check after this long, remind while unsent (WeCom allows
     # 3 reminders per task per 24 h), and record the task as unsent after the last check.

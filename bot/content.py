@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import logging
 import re
@@ -74,14 +75,33 @@ def template_variables(text: str) -> list[str]:
 
 def render(text: str, values: Mapping[str, str]) -> str:
     """`text` with its variables filled from `values` (a missing value renders empty)."""
+    literals, names = _parsed(text)
+    out = [literals[0]]
+    for name, literal in zip(names, literals[1:], strict=True):
+        out.append(str(values.get(name, "")))
+        out.append(literal)
+    return "".join(out)
 
-    def fill(match: re.Match[str]) -> str:
-        token = match.group(0)
-        if token in ("{{", "}}"):
-            return token[0]
-        return str(values.get(match.group(1), ""))
 
-    return _PLACEHOLDER.sub(fill, text)
+@functools.lru_cache(maxsize=1024)
+def _parsed(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`text` split into literal runs around its variables (a template is parsed once, sent often)."""
+    literals: list[str] = []
+    names: list[str] = []
+    run: list[str] = []
+    position = 0
+    for match in _PLACEHOLDER.finditer(text):
+        run.append(text[position : match.start()])
+        position = match.end()
+        if match.group(1) is None:
+            run.append(match.group(0)[0])  # {{ or }}: a literal brace
+            continue
+        literals.append("".join(run))
+        names.append(match.group(1))
+        run = []
+    run.append(text[position:])
+    literals.append("".join(run))
+    return tuple(literals), tuple(names)
 
 
 def _template(*extra: str) -> Callable[[str], str]:
@@ -409,6 +429,11 @@ class Replies(_Model):
     def scripts(self) -> list[Script]:
         """Every script, in file order."""
         return [script for category in self.categories for script in category.scripts]
+
+    @functools.cached_property
+    def by_id(self) -> dict[str, Script]:
+        """Scripts by id (playbook steps look theirs up for every send)."""
+        return {script.id: script for script in self.scripts()}
 
 
 # ------------------------------------------------------------------------------------------ snapshot

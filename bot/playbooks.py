@@ -277,7 +277,7 @@ class Content(_Model):
         """The template to send: `text`, or the referenced script's text (KeyError if it is gone)."""
         if self.text is not None:
             return self.text
-        scripts = {s.id: s for s in library.replies.scripts()} if library is not None else {}
+        scripts = library.replies.by_id if library is not None else {}
         return scripts[self.reply].text  # type: ignore[index]
 
     def attachments(self) -> tuple[content.Attachment, ...]:

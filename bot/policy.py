@@ -256,7 +256,12 @@ def mass_cap_limit(now: dt.datetime, settings: PolicySettings) -> tuple[int, Lit
     if cap == "4_per_month":
         return 4, "month"
     local = _local(now, settings)
-    return calendar.monthrange(local.year, local.month)[1], "month"
+    return _days_in_month(local.year, local.month), "month"
+
+
+@functools.lru_cache(maxsize=16)
+def _days_in_month(year: int, month: int) -> int:
+    return calendar.monthrange(year, month)[1]
 
 
 # ------------------------------------------------------------------------------------------ decision

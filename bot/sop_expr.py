@@ -408,10 +408,11 @@ def _contains(item: Any, container: Any) -> bool | None:
         return None
     if isinstance(container, str):
         return isinstance(item, str) and item in container
-    if isinstance(container, Mapping):
-        return item in container
+    # Sequences before Mapping: tags are a list, and an ABC check costs more than the search.
     if isinstance(container, list | tuple | set | frozenset):
         return any(_equal(item, element) for element in container)
+    if isinstance(container, Mapping):
+        return item in container
     return None
 
 

@@ -11,6 +11,7 @@ reason, so `siyu sop status` and the timeline can say why a customer got (or did
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,7 +81,7 @@ def decide_run(
     now: dt.datetime,
 ) -> RunOutcome:
     """The next thing to do for `run` at `now`."""
-    ts = now.timestamp()
+    ts = _epoch(now)
     if playbook is None or not playbook.enabled:
         return _exit(run, ts, "playbook_gone", "剧本已删除或停用")
     why = playbook.exit.reason(customer.facts, run.enrolled_stage or None)
@@ -163,7 +164,7 @@ def _missing_for(route: str, customer: CustomerView) -> tuple[str, str] | None:
 
 
 def _sent(run: RunView, playbook: Playbook, step: Step, route: str, now: dt.datetime) -> RunOutcome:
-    ts = now.timestamp()
+    ts = _epoch(now)
     entry = LogEntry(step.id, "sent", route=route)
     if step.wait is not None:
         waiting = RunOutcome(
@@ -180,7 +181,7 @@ def _sent(run: RunView, playbook: Playbook, step: Step, route: str, now: dt.date
 def _advance(
     run: RunView, playbook: Playbook, following: Step | None, now: dt.datetime, log: tuple[LogEntry, ...]
 ) -> RunOutcome:
-    ts = now.timestamp()
+    ts = _epoch(now)
     if following is None:
         return RunOutcome("done", run.step_id, ts, ts, (*log, LogEntry(run.step_id, "done", "finished")))
     enrolled = dt.datetime.fromtimestamp(run.enrolled_at, now.tzinfo)
@@ -195,6 +196,12 @@ def _exit(run: RunView, ts: float, reason: str, detail: str) -> RunOutcome:
 
 def _branch_detail(reaction: str | None) -> str:
     return {"reply": "客户回复了", "click": "客户点击了链接"}.get(reaction or "", "等待期内没有回应")
+
+
+@functools.lru_cache(maxsize=8)
+def _epoch(now: dt.datetime) -> float:
+    """`now` in epoch seconds; a batch decides every run at one `now`, and timestamp() is not cheap."""
+    return now.timestamp()
 
 
 def _minutes(delta: dt.timedelta) -> int:
