@@ -199,6 +199,9 @@ class KfSession(Base):
     handed_off_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     updated_at: Mapped[float] = mapped_column(Float)
 
+    # The SOP runner looks sessions up by customer (any kf account); the key leads with open_kfid.
+    __table_args__ = (Index("ix_kf_sessions_customer", "external_userid"),)
+
 
 class Suggestion(Base):
     """A reply prepared for a guide (the sidebar shows it; the guide decides)."""
@@ -380,7 +383,6 @@ class Enrollment(Base):
             postgresql_where=text("state IN ('due', 'waiting')"),
             sqlite_where=text("state IN ('due', 'waiting')"),
         ),
-        Index("ix_enrollments_customer", "external_userid", "state"),
     )
 
 
