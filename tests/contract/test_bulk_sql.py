@@ -71,7 +71,8 @@ async def test_insert_rows_fills_defaults_and_keeps_json_and_nulls(sessions: Ses
 async def test_insert_rows_ignoring_conflicts_keeps_the_first_row_of_a_key(sessions: Sessions) -> None:
     async with sessions.begin() as session:
         await sql.insert_rows(session, OutboxRow.__table__, [outbox_row(n) for n in range(10)])
-    again = [outbox_row(n, kind="replayed") for n in range(5, 15)]
+    # A key twice in one batch, too: the first row of it wins, as with a row-by-row insert.
+    again = [outbox_row(n, kind="replayed") for n in range(5, 15)] + [outbox_row(12, kind="twice")]
     async with sessions.begin() as session:
         await sql.insert_rows(session, OutboxRow.__table__, again, ignore_conflicts=True)
     kinds = {key: kind for key, kind, *_ in await outbox(sessions)}
