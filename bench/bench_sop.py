@@ -6,8 +6,8 @@ enrollment each in the `bench` playbook below, of which D are due now (spread ev
 table, due up to 50 minutes ago: within max_delay) and the rest due over the next 30 days, and
 one past send per customer in sop_log (8 days ago: counted for the month, not the week or day;
 `--no-history` leaves sop_log empty, which PostgreSQL then scans instead of using its index).
-Then, in fresh processes, each worker runs `sop.workers` loops (config.yaml: 3, as `siyu serve`
-does) that call `SopRunner.run_due(now)` until it returns 0 (one tick):
+Then, in fresh processes, each worker runs `sop.workers` loops (config.yaml: 3; one on SQLite, as
+`siyu serve` does) that call `SopRunner.run_due(now)` until it returns 0 (one tick):
 every due run is claimed (`FOR UPDATE SKIP LOCKED` on PostgreSQL), decided (exit conditions,
 `kf` skipped for want of a kf session, `mass_task` allowed by the manners) and committed with
 its outbox row, sop_log line, timeline entry and next step, `sop.batch_size` runs per
@@ -367,8 +367,9 @@ async def tick(url: str, batch_size: int, start_at: float) -> dict[str, Any]:
             batches += 1
         return handled, batches
 
-    # The worker's loops, as `siyu serve` runs them (sop.workers).
-    counts = await asyncio.gather(*(loop() for _ in range(settings.sop.workers)))
+    # The worker's loops, as `siyu serve` runs them (sop.workers; one on SQLite, its one writer).
+    loops = settings.sop.workers if engine.dialect.name != "sqlite" else 1
+    counts = await asyncio.gather(*(loop() for _ in range(loops)))
     handled = sum(h for h, _ in counts)
     batches = sum(b for _, b in counts)
     seconds = time.perf_counter() - started

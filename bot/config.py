@@ -167,7 +167,7 @@ class SopSettings(_Section):
     dir: str = "sop"
     batch_size: int = Field(1000, gt=0)
     # Runner loops per process: on PostgreSQL one batch's round trips and commit overlap the others'
-    # decisions (claims never give two loops runs of one customer); on SQLite they take turns.
+    # decisions (claims never give two loops runs of one customer); on SQLite one loop runs.
     workers: int = Field(3, ge=1, le=8)
     poll_interval_seconds: float = Field(5.0, gt=0)
     # Mass-send tasks wait for the guide: check after this long, remind while unsent (WeCom allows

@@ -302,6 +302,8 @@ class Runtime:
             )
             for i in range(2, self.settings.inbox.workers + 1)
         )
+        # On SQLite the loops would only take turns at the one writer, and wake together.
+        sop_loops = self.settings.sop.workers if self.engine.dialect.name != "sqlite" else 1
         extra_sop = tuple(
             (
                 f"sop-{i}",
@@ -310,7 +312,7 @@ class Runtime:
                 self.settings.sop.poll_interval_seconds,
                 self.runner.next_due,
             )
-            for i in range(2, self.settings.sop.workers + 1)
+            for i in range(2, sop_loops + 1)
         )
         for name, step, wakeup, interval, next_due in (*loops, *extra_inbox, *extra_sop):
             task = asyncio.create_task(
