@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 from sqlalchemy import select
@@ -186,3 +187,12 @@ async def test_an_order_converts_and_after_sales_care_follows(stack_factory) -> 
         stack, TimelineEntry, TimelineEntry.external_userid == customer, TimelineEntry.kind == "order"
     )
     assert len(timeline) == 1
+
+
+async def test_serve_runs_the_sop_loops_on_postgresql_and_one_on_sqlite(any_stack) -> None:
+    runtime = any_stack.runtime
+    await runtime.start_workers()
+    names = sorted(t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("siyu-sop"))
+    expected = runtime.settings.sop.workers if runtime.engine.dialect.name == "postgresql" else 1
+    assert expected > 1 or runtime.engine.dialect.name == "sqlite"
+    assert names == sorted(["siyu-sop", *(f"siyu-sop-{i}" for i in range(2, expected + 1))])
