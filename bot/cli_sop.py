@@ -9,7 +9,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -404,8 +404,7 @@ def simulate(
                     outcome.send is not None and outcome.send.content.link is not None
                 )
             line(due, what)
-        run = replace(
-            run,
+        run = run._replace(
             state=outcome.state,
             step_id=outcome.step_id,
             due_at=outcome.due_at,
@@ -478,7 +477,7 @@ def _react(
     if not waking:
         notes.append("没有等待回应的步骤，不影响分支")
     line(at, what + (f"（{'；'.join(notes)}）" if notes else ""))
-    return replace(run, reaction=reaction.kind, due_at=at.timestamp()) if waking else run
+    return run._replace(reaction=reaction.kind, due_at=at.timestamp()) if waking else run
 
 
 def _customer_view(

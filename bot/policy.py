@@ -44,7 +44,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -280,9 +280,12 @@ class Proposal:
     due_at: dt.datetime
 
 
-@dataclass(frozen=True)
-class SendHistory:
-    """Counts the engine reads before a send, over `windows(now, settings)`."""
+class SendHistory(NamedTuple):
+    """Counts the engine reads before a send, over `windows(now, settings)`.
+
+    A NamedTuple, like the runner's other per-step records: built several times for every step of
+    a batch, where a frozen dataclass's __init__ costs more than the decision that reads it.
+    """
 
     sent_today: int = 0  # proactive sends to this customer, every playbook and route
     sent_this_week: int = 0

@@ -13,15 +13,13 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from bot import policy
 from bot.playbooks import Playbook, Step, next_step
 
 
-@dataclass(frozen=True)
-class RunView:
+class RunView(NamedTuple):
     """An enrollment as the runner claimed it (times are epoch seconds)."""
 
     id: int
@@ -37,19 +35,17 @@ class RunView:
     reaction: str = ""
 
 
-@dataclass(frozen=True)
-class CustomerView:
+class CustomerView(NamedTuple):
     """What the runner knows about the customer of a run."""
 
     external_userid: str
     facts: Mapping[str, Any]
     guide: str = ""
     open_kfid: str = ""
-    history: policy.SendHistory = field(default_factory=policy.SendHistory)
+    history: policy.SendHistory = policy.SendHistory()
 
 
-@dataclass(frozen=True)
-class LogEntry:
+class LogEntry(NamedTuple):
     """One line of the run's history (sop_log)."""
 
     step_id: str
@@ -59,8 +55,7 @@ class LogEntry:
     route: str = ""
 
 
-@dataclass(frozen=True)
-class RunOutcome:
+class RunOutcome(NamedTuple):
     """The run's new state, what to log, and the step to send (if any) by which route."""
 
     state: str
@@ -172,10 +167,7 @@ def _sent(run: RunView, playbook: Playbook, step: Step, route: str, now: dt.date
         )
         return waiting
     after = _advance(run, playbook, next_step(playbook, step.id, None), now, (entry,))
-    # Built directly: dataclasses.replace costs as much as the rest of the decision.
-    return RunOutcome(
-        after.state, after.step_id, after.due_at, after.step_reached_at, after.log, step, route, after.reason
-    )
+    return after._replace(send=step, route=route)
 
 
 def _advance(
