@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Text, func, select
 
 from bot.store import sql
 from bot.store.db import Sessions
@@ -142,3 +142,11 @@ async def test_update_rows_sets_each_rows_own_values(sessions: Sessions, count: 
     assert [tuple(r) for r in got] == [
         ("done" if n % 3 == 0 else "due", 100.0 + n, "", "d1") for n in range(count)
     ] + [("due", 10.0, "reply", "d1")] * 2  # rows not in the batch are untouched
+
+
+async def test_json_columns_store_chinese_text_unescaped(sessions: Sessions) -> None:
+    async with sessions.begin() as session:
+        await sql.insert_rows(session, OutboxRow.__table__, [outbox_row(1)])
+    async with sessions() as session:
+        raw = await session.scalar(select(func.cast(OutboxRow.payload, Text)))
+    assert "第1条" in raw and "宝妈" in raw  # not \\u7b2c: a third of the bytes to send and store
