@@ -62,9 +62,11 @@ def _unnest_insert(
     bound = _Unnest(session, columns)
     if not bound.arrays:
         return None  # identical rows: nothing to unnest
-    names = ", ".join(column.name for column, _ in columns)
-    sql = f"INSERT INTO {table.name} ({names}) SELECT {', '.join(bound.selected)} FROM {bound.source}" + (
-        " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+    quote = session.bind.dialect.identifier_preparer.quote  # type: ignore[union-attr]
+    names = ", ".join(quote(column.name) for column, _ in columns)
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({names}) SELECT {', '.join(bound.selected)} FROM {bound.source}"
+        + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
     )
     return text(sql), bound.params
 
@@ -87,11 +89,14 @@ async def update_rows(
             + [(table.c[c], [row[c] for row in rows]) for c in columns],
             always_array=key,
         )
-        assignments = ", ".join(f"{c} = {expr}" for c, expr in zip(columns, bound.selected[1:], strict=True))
+        quote = session.bind.dialect.identifier_preparer.quote  # type: ignore[union-attr]
+        assignments = ", ".join(
+            f"{quote(c)} = {expr}" for c, expr in zip(columns, bound.selected[1:], strict=True)
+        )
         await session.execute(
             text(
-                f"UPDATE {table.name} AS t SET {assignments} FROM {bound.source}"
-                f" WHERE t.{key} = {bound.selected[0]}"
+                f"UPDATE {quote(table.name)} AS t SET {assignments} FROM {bound.source}"
+                f" WHERE t.{quote(key)} = {bound.selected[0]}"
             ),
             bound.params,
         )
