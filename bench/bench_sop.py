@@ -16,7 +16,7 @@ transaction (config.yaml: 1000).
 PostgreSQL (COPY into a template database, seeded once; each run gets a fresh copy of it):
   * N = 1,000,000, D = 50,000: one worker, then two workers (two processes started together);
   * N = 100,000, D = 50,000: one worker, to show that the worker's memory does not grow with N.
-SQLite: N = 100,000, D = 10,000, one worker (embedded SQLite serves one process).
+SQLite: N = 100,000, D = 50,000, one worker (embedded SQLite serves one process; one loop, its one writer).
 
 Per worker: steps (runs handled), wall seconds, steps/s, CPU seconds, RSS before the tick
 (imports, engine, settings), RSS after, and the process's peak RSS (getrusage ru_maxrss); each
@@ -699,7 +699,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--due", type=int, default=50_000, help="PostgreSQL runs due now")
     parser.add_argument("--small", type=int, default=100_000, help="PostgreSQL enrollments of the RSS check")
     parser.add_argument("--sqlite-enrollments", type=int, default=100_000)
-    parser.add_argument("--sqlite-due", type=int, default=10_000)
+    parser.add_argument("--sqlite-due", type=int, default=50_000)
     parser.add_argument("--batch-size", type=int, default=1000, help="sop.batch_size (config.yaml: 1000)")
     parser.add_argument(
         "--no-history", action="store_true", help="an empty sop_log (default: one past send per customer)"
