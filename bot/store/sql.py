@@ -179,16 +179,9 @@ async def claim(
 async def update_by_id(
     session: AsyncSession, table: Any, changes: Sequence[tuple[int, dict[str, Any]]]
 ) -> None:
-    """Set each row's own values (id -> column values): one executemany per distinct set of columns."""
+    """Set each row's own values (id -> column values): one `update_rows` per distinct set of columns."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row_id, values in changes:
-        groups.setdefault(tuple(sorted(values)), []).append(
-            {"b_id": row_id, **{f"b_{k}": v for k, v in values.items()}}
-        )
-    for columns, params in groups.items():
-        stmt = (
-            update(table)
-            .where(table.c.id == bindparam("b_id"))
-            .values({c: bindparam(f"b_{c}") for c in columns})
-        )
-        await session.execute(stmt, params)
+        groups.setdefault(tuple(sorted(values)), []).append({"id": row_id, **values})
+    for rows in groups.values():
+        await update_rows(session, table, rows)
